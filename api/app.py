@@ -1,0 +1,98 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from api import problems
+from api.logging_setup import configure_logging
+from api.middleware import RequestContextMiddleware
+from api.routes import ROUTERS
+from services import accounts
+from services.config import Settings, get_settings
+from services.db import make_engine, make_session_factory
+
+log = logging.getLogger("nfod.app")
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def bootstrap_admin(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    if not (settings.admin_username and settings.admin_password):
+        return
+    session = app.state.session_factory()
+    try:
+        if accounts.ensure_bootstrap_admin(
+            session, now=app.state.clock(), username=settings.admin_username, password=settings.admin_password
+        ):
+            log.info("created the first administrator from NFOD_ADMIN_USERNAME")
+        session.commit()
+    except Exception:  # noqa: BLE001 - e.g. not migrated yet; /readyz says so
+        session.rollback()
+        log.warning("could not create the first administrator (is the database migrated?)")
+    finally:
+        session.close()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    run_scheduler: bool = False,
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    engine = engine or make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        bootstrap_admin(app)
+        runner = None
+        if run_scheduler:
+            from api.scheduler import BackgroundScheduler
+
+            runner = BackgroundScheduler(app.state.session_factory, settings=settings, clock=clock)
+            runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
+
+    app = FastAPI(
+        title="NFOD Response",
+        version="1.0.0",
+        description="Case management for a multi-agency non-fatal overdose rapid response team.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.clock = clock
+
+    problems.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    if WEB_DIR.is_dir():
+        app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="web")
+
+        @app.get("/", include_in_schema=False)
+        def root() -> RedirectResponse:
+            return RedirectResponse("/app/")
+
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

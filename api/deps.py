@@ -1,0 +1,105 @@
+"""Request dependencies: settings, clock, the unit of work, the caller and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from services import audit
+from services.auth import resolve_bearer
+from services.config import Settings
+from services.errors import Forbidden, Unauthorized
+from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from services.principal import Principal
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_now(request: Request) -> datetime:
+    """The current time. Tests replace ``app.state.clock`` to move it."""
+    return request.app.state.clock()
+
+
+def client_addr(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _session(request: Request) -> Iterator[Session]:
+    """One session per request, committed before the response is sent.
+
+    On an error the work is rolled back, but audit entries that must survive (refused
+    reads, login failures) are still committed.
+    """
+    session: Session = request.app.state.session_factory()
+    audit.set_context(session, request_id=request.state.request_id, client_addr=client_addr(request))
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        if audit.keep_only_survivors(session):
+            try:
+                session.commit()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                session.rollback()
+        raise
+    finally:
+        audit.discard_pending(session)
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(_session, scope="function")]
+Now = Annotated[datetime, Depends(get_now)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def get_principal(request: Request, session: DbSession, settings: AppSettings, now: Now) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthorized("sign in first: send Authorization: Bearer <token or API key>", headers={"WWW-Authenticate": "Bearer"})
+    principal = resolve_bearer(session, settings=settings, now=now, credential=credential.strip())
+    if principal is None:
+        raise Unauthorized("the token or API key is not valid (expired, revoked or deactivated)", headers={"WWW-Authenticate": "Bearer"})
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    """A dependency admitting only the given roles (403 for the rest, before the body is read)."""
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"the {principal.role} role may not use this endpoint")
+        return principal
+
+    dependency.__name__ = f"require_{'_'.join(roles)}"
+    return dependency
+
+
+def any_user(principal: CurrentPrincipal) -> Principal:
+    if principal.kind != "user":
+        raise Forbidden("this endpoint is for signed-in users")
+    return principal
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size, 1 to 500")] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
+    ):
+        self.limit = limit
+        self.cursor = cursor
+
+
+Paging = Annotated[PageParams, Depends()]

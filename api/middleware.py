@@ -1,0 +1,110 @@
+"""Pure ASGI middleware: request id, body size limit, media type, metrics and access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import metrics
+from api.logging_setup import request_id_var
+from api.problems import problem_response
+
+log = logging.getLogger("nfod.access")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,100}$")
+_JSON_TYPES = ("application/json", "application/merge-patch+json")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class RequestContextMiddleware:
+    """Outermost layer: every response gets X-Request-ID; bodies over the limit get 413,
+    bodies of an unsupported media type 415; each request is counted and timed."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            rejection = self._reject_early(scope)
+            if rejection is not None:
+                await rejection(scope, receive, send_wrapper)
+                return
+            received = 0
+
+            async def receive_wrapper() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body_bytes:
+                        raise _TooLarge
+                return message
+
+            try:
+                await self.app(scope, receive_wrapper, send_wrapper)
+            except _TooLarge:
+                await self._too_large()(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "")
+            status = status_holder["status"]
+            metrics.REQUESTS.labels(method, route, str(status)).inc()
+            metrics.LATENCY.labels(method, route).observe(elapsed)
+            log.info(
+                "request",
+                extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+            )
+            request_id_var.reset(token)
+
+    def _too_large(self):
+        return problem_response(413, f"the request body is larger than {self.max_body_bytes} bytes")
+
+    def _reject_early(self, scope: Scope):
+        length = _header(scope, b"content-length")
+        if length is not None:
+            try:
+                if int(length) > self.max_body_bytes:
+                    return self._too_large()
+            except ValueError:
+                return problem_response(400, "Content-Length is not a number")
+        method = scope.get("method")
+        if method in ("POST", "PUT", "PATCH") and scope.get("path", "").startswith("/v1/"):
+            ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+            has_body = length not in (None, "0") or _header(scope, b"transfer-encoding") is not None
+            if has_body and ctype and ctype not in _JSON_TYPES and ctype not in _FORM_TYPES:
+                return problem_response(415, f"send the body as application/json, not {ctype}")
+        return None

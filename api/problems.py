@@ -1,0 +1,113 @@
+"""RFC 9457 problem details: every error leaves the service through here."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.errors import DomainError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("nfod.errors")
+
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    428: "Precondition required",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def problem_type(status: int) -> str:
+    return f"https://nfod.example/problems/{status}"
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem_type(status),
+        "title": title or TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _clean_loc(loc: Any) -> list[str | int]:
+    return [part if isinstance(part, int) else str(part) for part in loc]
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid"))
+        out.append({"loc": _clean_loc(err.get("loc", [])), "msg": msg, "type": err.get("type")})
+    return out
+
+
+async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+    return problem_response(
+        exc.status, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers, extra=exc.extra
+    )
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = validation_errors(exc)
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return problem_response(400, "the request body is not valid JSON", errors=errors)
+    return problem_response(422, "the request is not valid: see errors", errors=errors)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Error")
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such resource"
+    if exc.status_code == 405:
+        detail = "this method is not allowed on this resource"
+    return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Never the message (it may carry SQL parameters, so personal data): type and frames only.
+    log.error(
+        "unhandled error",
+        extra={
+            "error_type": type(exc).__name__,
+            "frames": "".join(traceback.format_tb(exc.__traceback__))[-4000:],
+        },
+    )
+    return problem_response(500, "something went wrong on our side; it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

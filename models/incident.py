@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, id_column
+
+HOSPITAL_VALUES = ("conveyed", "declined", "not_required", "unknown")
+NALOXONE_BY = ("ambulance", "police", "peer", "bystander", "hospital", "outreach", "other")
+FOLLOW_UP_STATUSES = ("awaiting_contact", "contacted", "closed")
+CLOSED_REASONS = (
+    "contacted",
+    "declined",
+    "already_engaged",
+    "in_custody",
+    "in_hospital",
+    "moved_away",
+    "deceased",
+    "unable_to_locate",
+)
+
+
+class Incident(Base):
+    """One non-fatal overdose, with its follow-up (the 72-hour contact obligation) inline."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        UniqueConstraint("source_agency_id", "source_ref"),
+        Index("ix_incidents_occurred_at_id", "occurred_at", "id"),
+        Index("ix_incidents_person_id_occurred_at", "person_id", "occurred_at"),
+        Index("ix_incidents_fu_status_contact_due_at", "fu_status", "contact_due_at"),
+        Index(
+            "ix_incidents_assigned_agency_id_fu_status_contact_due_at",
+            "assigned_agency_id",
+            "fu_status",
+            "contact_due_at",
+        ),
+        Index("ix_incidents_postcode_district_occurred_at", "postcode_district", "occurred_at"),
+        Index("ix_incidents_source_agency_id_occurred_at", "source_agency_id", "occurred_at"),
+        # The huddle agenda's "new" section: everything never discussed.
+        Index(
+            "ix_incidents_undiscussed_reported_at",
+            "reported_at",
+            postgresql_where=text("discussed_at_huddle_id IS NULL"),
+            sqlite_where=text("discussed_at_huddle_id IS NULL"),
+        ),
+        Index("ix_incidents_discussed_at_huddle_id", "discussed_at_huddle_id"),
+    )
+
+    id: Mapped[str] = id_column()
+    source_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    source_ref: Mapped[str | None] = mapped_column(String(100))
+    created_by_type: Mapped[str] = mapped_column(String(10))  # "user" | "client"
+    created_by_id: Mapped[str] = mapped_column(String(36))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+    occurred_at: Mapped[datetime]
+    reported_at: Mapped[datetime]
+    contact_due_at: Mapped[datetime]
+
+    location_description: Mapped[str | None] = mapped_column(String(500))
+    postcode: Mapped[str | None] = mapped_column(String(8))
+    postcode_district: Mapped[str | None] = mapped_column(String(4))
+    naloxone_administered: Mapped[bool | None]
+    naloxone_administered_by: Mapped[str | None] = mapped_column(String(20))
+    hospital: Mapped[str | None] = mapped_column(String(20))
+    # The person block exactly as the partner submitted it (returned on read).
+    person_submitted: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("persons.id"))
+    notes: Mapped[str | None] = mapped_column(Text)
+
+    # Follow-up
+    fu_status: Mapped[str] = mapped_column(String(20), default="awaiting_contact")
+    first_contact_at: Mapped[datetime | None]
+    within_window: Mapped[bool | None]
+    assigned_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
+    closed_reason: Mapped[str | None] = mapped_column(String(30))
+    closed_at: Mapped[datetime | None]
+
+    # Huddle
+    discussed_at_huddle_id: Mapped[str | None] = mapped_column(String(36))
+    discussed_at: Mapped[datetime | None]
+
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class IncidentSubstance(Base):
+    """One substance named on an incident (trimmed, lower-cased), in submitted order."""
+
+    __tablename__ = "incident_substances"
+    __table_args__ = (Index("ix_incident_substances_substance", "substance"),)
+
+    incident_id: Mapped[str] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(primary_key=True)
+    substance: Mapped[str] = mapped_column(String(100))

@@ -1,0 +1,234 @@
+"""The append-only, hash-chained audit log.
+
+Services call :func:`record` for every read of personal data, every refused read, every
+change, export, merge and login failure. Entries are queued on the session and chained at
+commit time (``before_commit``), under a PostgreSQL advisory lock (SQLite already holds
+its write lock), so the chain never forks; ``prev_hash`` is also unique in the schema.
+Entries never hold personal data: ids, kinds and codes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, insert, select, text
+from sqlalchemy.orm import Session
+
+from models.audit import AuditEntry
+from models.base import new_id
+from services.principal import Principal
+
+GENESIS_HASH = "0" * 64
+_ADVISORY_LOCK_KEY = 7_362_001  # arbitrary constant shared by every writer
+_PENDING = "audit_pending"
+_CONTEXT = "audit_context"
+
+ACTIONS = (
+    "read",
+    "denied",
+    "create",
+    "update",
+    "delete",
+    "merge",
+    "export",
+    "login",
+    "login_failed",
+    "acknowledge",
+)
+
+
+@dataclass
+class AuditContext:
+    request_id: str | None = None
+    client_addr: str | None = None
+
+
+@dataclass
+class _Pending:
+    values: dict[str, Any]
+    survive_rollback: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def set_context(session: Session, *, request_id: str | None, client_addr: str | None) -> None:
+    session.info[_CONTEXT] = AuditContext(request_id=request_id, client_addr=client_addr)
+
+
+def record(
+    session: Session,
+    *,
+    actor: Principal | None,
+    action: str,
+    at: datetime,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    details: dict[str, Any] | None = None,
+    survive_rollback: bool | None = None,
+) -> None:
+    """Queue one audit entry; it is written and chained when the session commits.
+
+    ``denied`` and ``login_failed`` entries survive a rolled-back request by default.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    ctx: AuditContext = session.info.get(_CONTEXT) or AuditContext()
+    values = {
+        "id": new_id(),
+        "at": at.astimezone(UTC),
+        "actor_type": actor.kind if actor else "anonymous",
+        "actor_id": actor.id if actor else None,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "request_id": ctx.request_id,
+        "client_addr": ctx.client_addr,
+        "details": details or None,
+    }
+    if survive_rollback is None:
+        survive_rollback = action in ("denied", "login_failed")
+    session.info.setdefault(_PENDING, []).append(_Pending(values, survive_rollback))
+
+
+def record_many(
+    session: Session,
+    *,
+    actor: Principal | None,
+    action: str,
+    at: datetime,
+    subject_type: str,
+    subject_ids: list[str],
+    details: dict[str, Any] | None = None,
+) -> None:
+    for subject_id in subject_ids:
+        record(
+            session,
+            actor=actor,
+            action=action,
+            at=at,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            details=details,
+        )
+
+
+def keep_only_survivors(session: Session) -> bool:
+    """After a rollback: drop queued entries except the ones that must survive.
+
+    Returns True when something remains to be committed.
+    """
+    pending: list[_Pending] = session.info.get(_PENDING, [])
+    survivors = [p for p in pending if p.survive_rollback]
+    session.info[_PENDING] = survivors
+    return bool(survivors)
+
+
+def discard_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def entry_hash(values: dict[str, Any], prev_hash: str) -> str:
+    at = values["at"]
+    if isinstance(at, datetime):
+        at = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    canonical = json.dumps(
+        {
+            "id": values["id"],
+            "at": at,
+            "actor_type": values["actor_type"],
+            "actor_id": values["actor_id"],
+            "action": values["action"],
+            "subject_type": values["subject_type"],
+            "subject_id": values["subject_id"],
+            "request_id": values["request_id"],
+            "client_addr": values["client_addr"],
+            "details": values["details"],
+            "prev_hash": prev_hash,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _write_pending(session: Session) -> None:
+    pending: list[_Pending] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+    last = session.execute(
+        select(AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).scalar_one_or_none()
+    prev = last or GENESIS_HASH
+    rows = []
+    for item in pending:
+        values = dict(item.values)
+        # Microsecond precision survives both backends, so the hash can be recomputed.
+        values["hash"] = entry_hash(values, prev)
+        values["prev_hash"] = prev
+        prev = values["hash"]
+        rows.append(values)
+    session.execute(insert(AuditEntry), rows)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    _write_pending(session)
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    first_bad_id: str | None = None
+    reason: str | None = None
+
+
+def _iter_entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
+    last_seq = -1
+    while True:
+        rows = list(
+            session.execute(
+                select(AuditEntry).where(AuditEntry.seq > last_seq).order_by(AuditEntry.seq).limit(batch)
+            ).scalars()
+        )
+        if not rows:
+            return
+        yield from rows
+        last_seq = rows[-1].seq
+        session.expunge_all()
+
+
+def verify_chain(session: Session) -> VerifyResult:
+    """Recompute every hash in order; report the first entry altered, removed or reordered."""
+    prev = GENESIS_HASH
+    checked = 0
+    for entry in _iter_entries(session):
+        values = {
+            "id": entry.id,
+            "at": entry.at,
+            "actor_type": entry.actor_type,
+            "actor_id": entry.actor_id,
+            "action": entry.action,
+            "subject_type": entry.subject_type,
+            "subject_id": entry.subject_id,
+            "request_id": entry.request_id,
+            "client_addr": entry.client_addr,
+            "details": entry.details,
+        }
+        if entry.prev_hash != prev:
+            return VerifyResult(
+                False, checked, entry.seq, entry.id, "chain broken: an entry before it was removed or reordered"
+            )
+        if entry_hash(values, entry.prev_hash) != entry.hash:
+            return VerifyResult(False, checked, entry.seq, entry.id, "entry altered: hash mismatch")
+        prev = entry.hash
+        checked += 1
+    return VerifyResult(True, checked)

@@ -1,0 +1,115 @@
+"""Logging in (with throttling) and turning a bearer credential into a principal."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from models.user import LoginFailure, User
+from services import accounts, audit
+from services.config import Settings
+from services.errors import TooManyRequests
+from services.principal import Principal
+from services.security import API_KEY_PREFIX, issue_token, read_token, verify_password
+
+
+@dataclass
+class LoginResult:
+    token: str | None
+    expires_in: int
+    user: User | None
+
+
+def _retry_after(session: Session, column, value: str, since: datetime, now: datetime, window: timedelta) -> int:
+    oldest = session.execute(
+        select(func.min(LoginFailure.at)).where(column == value, LoginFailure.at > since)
+    ).scalar_one()
+    if oldest is None:
+        return 1
+    return max(1, math.ceil((oldest + window - now).total_seconds()))
+
+
+def login(
+    session: Session,
+    *,
+    settings: Settings,
+    now: datetime,
+    username: str,
+    password: str,
+    client_addr: str,
+) -> LoginResult:
+    """Check a username and password. A failure is recorded (and audited) but not raised:
+    the caller commits it, then answers 401 - identically for unknown users and bad passwords.
+    Raises TooManyRequests while the username or the address is throttled."""
+    window = timedelta(minutes=settings.login_window_minutes)
+    since = now - window
+    for column, value, limit in (
+        (LoginFailure.username, username, settings.login_max_failures),
+        (LoginFailure.client_addr, client_addr, settings.login_max_failures_per_address),
+    ):
+        failures = session.execute(
+            select(func.count()).select_from(LoginFailure).where(column == value, LoginFailure.at > since)
+        ).scalar_one()
+        if failures >= limit:
+            retry = _retry_after(session, column, value, since, now, window)
+            raise TooManyRequests(
+                "too many failed sign-in attempts; try again later",
+                headers={"Retry-After": str(retry)},
+            )
+
+    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    ok = verify_password(user.password_hash if user else None, password)
+    if not ok or user is None or not user.active:
+        session.add(LoginFailure(username=username, client_addr=client_addr, at=now))
+        audit.record(
+            session,
+            actor=None,
+            action="login_failed",
+            at=now,
+            subject_type="user",
+            subject_id=user.id if user else None,
+        )
+        return LoginResult(token=None, expires_in=0, user=None)
+
+    session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    token = issue_token(
+        settings.effective_secret_key,
+        user_id=user.id,
+        version=user.token_version,
+        now=now,
+        ttl=settings.token_ttl_seconds,
+    )
+    principal = principal_for_user(user)
+    audit.record(session, actor=principal, action="login", at=now, subject_type="user", subject_id=user.id)
+    return LoginResult(token=token, expires_in=settings.token_ttl_seconds, user=user)
+
+
+def principal_for_user(user: User) -> Principal:
+    return Principal(
+        kind="user",
+        id=user.id,
+        role=user.role,
+        agency_id=user.agency_id,
+        username=user.username,
+        display_name=user.display_name,
+    )
+
+
+def resolve_bearer(session: Session, *, settings: Settings, now: datetime, credential: str) -> Principal | None:
+    """The principal behind a bearer credential, or None when it is not (or no longer) valid."""
+    if credential.startswith(API_KEY_PREFIX):
+        client = accounts.client_by_key(session, credential)
+        if client is None:
+            return None
+        return Principal(kind="client", id=client.id, role="partner", agency_id=client.agency_id, username=client.name, display_name=client.name)
+    claims = read_token(settings.effective_secret_key, credential, now=now)
+    if claims is None:
+        return None
+    user = session.get(User, claims.user_id)
+    if user is None or not user.active or user.token_version != claims.version:
+        return None
+    return principal_for_user(user)

@@ -1,0 +1,118 @@
+"""Configuration from ``NFOD_*`` environment variables (and a ``.env`` file)."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NFOD_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./nfod.db"
+    secret_key: str | None = None
+    timezone: str = "Europe/London"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    # Accounts
+    admin_username: str | None = None
+    admin_password: str | None = None
+    token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    login_max_failures_per_address: int = Field(default=50, ge=1)
+
+    # Intake and follow-ups
+    contact_window_hours: int = Field(default=72, ge=1)
+    idempotency_ttl_hours: int = Field(default=48, ge=24)
+    idempotency_lease_seconds: int = Field(default=30, ge=1)
+    max_body_bytes: int = 1024 * 1024
+
+    # Huddles
+    huddle_cutoff: time = time(9, 0)
+    closed_dates: str = ""
+
+    # Scheduler and alerts
+    sweep_seconds: float = Field(default=60, gt=0)
+    due_soon_hours: int = Field(default=24, ge=1)
+    cluster_min: int = Field(default=3, ge=2)
+    cluster_hours: int = Field(default=24, ge=1)
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception as exc:  # noqa: BLE001 - any failure means an unusable zone
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("closed_dates")
+    @classmethod
+    def _valid_closed_dates(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            date.fromisoformat(part)
+        return value
+
+    @model_validator(mode="after")
+    def _secret_key_required_outside_development(self) -> Settings:
+        if self.env == "development" or self.env == "test":
+            return self
+        if not self.secret_key:
+            raise ValueError(
+                "NFOD_SECRET_KEY is required when NFOD_ENV is not development: "
+                f"set it to a random string of at least {MIN_SECRET_KEY_LENGTH} characters"
+            )
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH or self.secret_key == DEV_SECRET_KEY:
+            raise ValueError(
+                f"NFOD_SECRET_KEY is too weak: use at least {MIN_SECRET_KEY_LENGTH} random "
+                "characters (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    @property
+    def effective_secret_key(self) -> str:
+        return self.secret_key or DEV_SECRET_KEY
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def closed_date_set(self) -> frozenset[date]:
+        return frozenset(
+            date.fromisoformat(p.strip()) for p in self.closed_dates.split(",") if p.strip()
+        )
+
+
+def load_settings(**overrides) -> Settings:
+    """Build settings, turning validation failures into one clear ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,87 @@
+"""Password hashing (argon2id), signed access tokens and API keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher(type=Type.ID)
+# Verified against when the username is unknown, so both failures cost the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+API_KEY_PREFIX = "nfod_"
+TOKEN_PREFIX = "v1."
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: str
+    version: int
+    expires_at: int
+
+
+def issue_token(secret: str, *, user_id: str, version: int, now: datetime, ttl: int) -> str:
+    payload = {
+        "sub": user_id,
+        "ver": version,
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + ttl,
+        "jti": secrets.token_urlsafe(8),
+    }
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    sig = _b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())
+    return f"{TOKEN_PREFIX}{body}.{sig}"
+
+
+def read_token(secret: str, token: str, *, now: datetime) -> TokenClaims | None:
+    """The token's claims if the signature is good and it has not expired, else None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    try:
+        body, sig = token[len(TOKEN_PREFIX) :].split(".", 1)
+        expected = _b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(sig, expected):
+            return None
+        payload = json.loads(_unb64(body))
+        claims = TokenClaims(str(payload["sub"]), int(payload["ver"]), int(payload["exp"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    if claims.expires_at <= now.timestamp():
+        return None
+    return claims
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    # Keys are 256 random bits, so a fast hash is safe; only the hash is stored.
+    return hashlib.sha256(key.encode()).hexdigest()
