@@ -36,7 +36,10 @@ def bootstrap_admin(app: FastAPI) -> None:
     session = app.state.session_factory()
     try:
         if accounts.ensure_bootstrap_admin(
-            session, now=app.state.clock(), username=settings.admin_username, password=settings.admin_password
+            session,
+            now=app.state.clock(),
+            username=settings.admin_username,
+            password=settings.admin_password,
         ):
             log.info("created the first administrator from NFOD_ADMIN_USERNAME")
         session.commit()

@@ -40,7 +40,10 @@ def cmd_serve(args) -> int:
     app = create_app(settings, run_scheduler=not args.no_scheduler)
     host = args.host or settings.host
     port = args.port or settings.port
-    print(f"NFOD Response on http://{host}:{port}  (API docs: http://{host}:{port}/docs, web client: http://{host}:{port}/app/)", flush=True)
+    print(
+        f"NFOD Response on http://{host}:{port}  (API docs: http://{host}:{port}/docs, web client: http://{host}:{port}/app/)",
+        flush=True,
+    )
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, workers=1)
     return 0
 
@@ -75,8 +78,8 @@ def cmd_audit_verify(args) -> int:
         print(f"audit log intact: {result.checked} entries verified")
         return 0
     print(
-        f"audit log BROKEN at entry seq={result.first_bad_seq} id={result.first_bad_id}: {result.reason} "
-        f"({result.checked} entries before it verified)",
+        f"audit log BROKEN at entry seq={result.first_bad_seq} id={result.first_bad_id}: "
+        f"{result.reason} ({result.checked} entries before it verified)",
         file=sys.stderr,
     )
     return 1
@@ -131,7 +134,9 @@ def cmd_agencies_create(args) -> int:
 
     session = _session()
     try:
-        agency = accounts.create_agency(session, actor=None, now=_now(), name=args.name, kind=args.kind)
+        agency = accounts.create_agency(
+            session, actor=None, now=_now(), name=args.name, kind=args.kind
+        )
         session.commit()
         print(f"created agency {agency.name} ({agency.id})")
         return 0
@@ -151,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="head")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("serve", help="serve the API (with the scheduler loop unless --no-scheduler)")
+    p = sub.add_parser(
+        "serve", help="serve the API (with the scheduler loop unless --no-scheduler)"
+    )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--no-scheduler", action="store_true")
@@ -164,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="the clock for this sweep, RFC 3339 with offset")
     p.set_defaults(func=cmd_sweep)
 
-    audit_p = sub.add_parser("audit", help="audit log tools").add_subparsers(dest="audit_command", required=True)
+    audit_p = sub.add_parser("audit", help="audit log tools").add_subparsers(
+        dest="audit_command", required=True
+    )
     p = audit_p.add_parser("verify", help="recompute the hash chain; non-zero exit if broken")
     p.set_defaults(func=cmd_audit_verify)
 
@@ -172,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2026)
     p.set_defaults(func=cmd_demo)
 
-    users_p = sub.add_parser("users", help="user accounts").add_subparsers(dest="users_command", required=True)
+    users_p = sub.add_parser("users", help="user accounts").add_subparsers(
+        dest="users_command", required=True
+    )
     p = users_p.add_parser("create", help="create a user")
     p.add_argument("username")
     p.add_argument("--role", required=True, choices=["admin", "coordinator", "outreach", "analyst"])
@@ -181,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", help="prompted for when omitted")
     p.set_defaults(func=cmd_users_create)
 
-    agencies_p = sub.add_parser("agencies", help="agencies").add_subparsers(dest="agencies_command", required=True)
+    agencies_p = sub.add_parser("agencies", help="agencies").add_subparsers(
+        dest="agencies_command", required=True
+    )
     p = agencies_p.add_parser("create", help="create an agency")
     p.add_argument("name")
     p.add_argument("--kind", required=True, choices=["statutory", "third_sector", "other"])

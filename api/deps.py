@@ -37,7 +37,9 @@ def _session(request: Request) -> Iterator[Session]:
     reads, login failures) are still committed.
     """
     session: Session = request.app.state.session_factory()
-    audit.set_context(session, request_id=request.state.request_id, client_addr=client_addr(request))
+    audit.set_context(
+        session, request_id=request.state.request_id, client_addr=client_addr(request)
+    )
     try:
         yield session
         session.commit()
@@ -59,14 +61,22 @@ Now = Annotated[datetime, Depends(get_now)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
-def get_principal(request: Request, session: DbSession, settings: AppSettings, now: Now) -> Principal:
+def get_principal(
+    request: Request, session: DbSession, settings: AppSettings, now: Now
+) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
-        raise Unauthorized("sign in first: send Authorization: Bearer <token or API key>", headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized(
+            "sign in first: send Authorization: Bearer <token or API key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     principal = resolve_bearer(session, settings=settings, now=now, credential=credential.strip())
     if principal is None:
-        raise Unauthorized("the token or API key is not valid (expired, revoked or deactivated)", headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized(
+            "the token or API key is not valid (expired, revoked or deactivated)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     request.state.principal = principal
     return principal
 
@@ -95,8 +105,12 @@ def any_user(principal: CurrentPrincipal) -> Principal:
 class PageParams:
     def __init__(
         self,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size, 1 to 500")] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="page size, 1 to 500")
+        ] = DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None, Query(max_length=1000, description="next_cursor of the previous page")
+        ] = None,
     ):
         self.limit = limit
         self.cursor = cursor

@@ -9,7 +9,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -39,8 +41,13 @@ def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler._nfod = True  # type: ignore[attr-defined]
-    root.handlers = [h for h in root.handlers if not isinstance(h, logging.StreamHandler)] + [handler]
+    root.handlers = [h for h in root.handlers if not isinstance(h, logging.StreamHandler)] + [
+        handler
+    ]
     root.setLevel(level.upper())
     # uvicorn's own access log prints raw paths with query strings (which can hold a name
     # searched for); ours logs route templates instead.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs full URLs (with query strings); alembic chats on every /readyz.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

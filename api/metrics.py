@@ -5,16 +5,20 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 REQUESTS = Counter(
-    "nfod_http_requests_total", "HTTP requests by route template and status", ["method", "route", "status"]
+    "nfod_http_requests_total",
+    "HTTP requests by route template and status",
+    ["method", "route", "status"],
 )
 LATENCY = Histogram(
     "nfod_http_request_duration_seconds",
-    "HTTP request latency by route template",
-    ["method", "route"],
+    "HTTP request latency by route template and status",
+    ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SWEEP_DURATION = Histogram(
-    "nfod_sweep_duration_seconds", "Duration of one scheduler sweep", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+    "nfod_sweep_duration_seconds",
+    "Duration of one scheduler sweep",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 ALERTS_RAISED = Counter("nfod_alerts_raised_total", "Alerts raised by kind", ["kind"])
 WEBHOOK_DELIVERIES = Counter(

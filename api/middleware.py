@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id, body size limit, media type, metrics and access log."""
+"""Pure ASGI middleware: request id, body size limit, media type, metrics, access log and
+the last line of defence for unhandled errors (a problem+json 500 with the request id)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
 from api.logging_setup import request_id_var
-from api.problems import problem_response
+from api.problems import log_unhandled, problem_response
 
 log = logging.getLogger("nfod.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,100}$")
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -31,8 +28,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Outermost layer: every response gets X-Request-ID; bodies over the limit get 413,
-    bodies of an unsupported media type 415; each request is counted and timed."""
+    """Every response gets X-Request-ID (the caller's when it is sane, else a new UUID);
+    bodies over the limit get 413 (by Content-Length up front, or while a chunked body
+    streams in), bodies of an unsupported media type 415; an unhandled exception becomes a
+    problem+json 500 that names no SQL and no trace; each request is counted, timed and
+    logged by route template (never the raw path or query string)."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int):
         self.app = app
@@ -43,50 +43,77 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        request_id = (
+            incoming if incoming and _VALID_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        )
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status_holder = {"status": 500}
+        state = {"status": 500, "started": False, "too_large": False}
 
-        async def send_wrapper(message: Message) -> None:
+        async def send_out(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                state["started"] = True
+                state["status"] = message["status"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
+        async def send_from_app(message: Message) -> None:
+            if state["too_large"] and not state["started"]:
+                return  # the app's answer to a cut-off body is replaced by our 413
+            await send_out(message)
+
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            if state["too_large"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # Stop reading: the app sees a disconnect, we answer 413 below.
+                    state["too_large"] = True
+                    return {"type": "http.disconnect"}
+            return message
+
         try:
             rejection = self._reject_early(scope)
             if rejection is not None:
-                await rejection(scope, receive, send_wrapper)
+                await rejection(scope, receive, send_out)
                 return
-            received = 0
-
-            async def receive_wrapper() -> Message:
-                nonlocal received
-                message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > self.max_body_bytes:
-                        raise _TooLarge
-                return message
-
             try:
-                await self.app(scope, receive_wrapper, send_wrapper)
-            except _TooLarge:
-                await self._too_large()(scope, receive, send_wrapper)
+                await self.app(scope, receive_limited, send_from_app)
+            except Exception as exc:  # noqa: BLE001 - answered below, logged without its message
+                if not state["too_large"]:
+                    log_unhandled(exc)
+                    if state["started"]:
+                        raise
+                    await problem_response(
+                        500, "something went wrong on our side; it has been logged"
+                    )(scope, receive, send_out)
+            if state["too_large"] and not state["started"]:
+                await self._too_large()(scope, receive, send_out)
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")
-            status = status_holder["status"]
+            status = state["status"]
             metrics.REQUESTS.labels(method, route, str(status)).inc()
-            metrics.LATENCY.labels(method, route).observe(elapsed)
+            metrics.LATENCY.labels(method, route, str(status)).observe(elapsed)
             log.info(
                 "request",
-                extra={"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
             )
             request_id_var.reset(token)
 

@@ -74,7 +74,12 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
     return problem_response(
-        exc.status, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers, extra=exc.extra
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        errors=exc.errors,
+        headers=exc.headers,
+        extra=exc.extra,
     )
 
 
@@ -94,8 +99,9 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
     return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    # Never the message (it may carry SQL parameters, so personal data): type and frames only.
+def log_unhandled(exc: BaseException) -> None:
+    """Log an unexpected error by type and frames only: never its message, which may carry
+    SQL parameters and so personal data."""
     log.error(
         "unhandled error",
         extra={
@@ -103,6 +109,11 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
             "frames": "".join(traceback.format_tb(exc.__traceback__))[-4000:],
         },
     )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Normally the request middleware answers first; this is the fallback.
+    log_unhandled(exc)
     return problem_response(500, "something went wrong on our side; it has been logged")
 
 

@@ -40,7 +40,9 @@ def _flush_unique(session: Session, what: str) -> None:
 # Agencies ---------------------------------------------------------------------------
 
 
-def create_agency(session: Session, *, actor: Principal, now: datetime, name: str, kind: str) -> Agency:
+def create_agency(
+    session: Session, *, actor: Principal, now: datetime, name: str, kind: str
+) -> Agency:
     if kind not in AGENCY_KINDS:
         raise Invalid(f"kind must be one of {', '.join(AGENCY_KINDS)}", loc=["body", "kind"])
     name = name.strip()
@@ -51,7 +53,9 @@ def create_agency(session: Session, *, actor: Principal, now: datetime, name: st
     agency = Agency(name=name, kind=kind, created_at=now)
     session.add(agency)
     _flush_unique(session, "an agency with that name")
-    audit.record(session, actor=actor, action="create", at=now, subject_type="agency", subject_id=agency.id)
+    audit.record(
+        session, actor=actor, action="create", at=now, subject_type="agency", subject_id=agency.id
+    )
     return agency
 
 
@@ -220,7 +224,14 @@ def create_client(
     )
     session.add(client)
     session.flush()
-    audit.record(session, actor=actor, action="create", at=now, subject_type="api_client", subject_id=client.id)
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        at=now,
+        subject_type="api_client",
+        subject_id=client.id,
+    )
     return IssuedClient(client=client, api_key=key)
 
 
@@ -235,20 +246,31 @@ def list_clients(session: Session, *, cursor: str | None, limit: int) -> Page[Ap
     )
 
 
-def revoke_client(session: Session, *, actor: Principal, now: datetime, client_id: str) -> ApiClient:
+def revoke_client(
+    session: Session, *, actor: Principal, now: datetime, client_id: str
+) -> ApiClient:
     client = session.get(ApiClient, client_id)
     if client is None:
         raise NotFound("no such API client")
     if client.revoked_at is None:
         client.revoked_at = now
         session.flush()
-        audit.record(session, actor=actor, action="delete", at=now, subject_type="api_client", subject_id=client.id)
+        audit.record(
+            session,
+            actor=actor,
+            action="delete",
+            at=now,
+            subject_type="api_client",
+            subject_id=client.id,
+        )
     return client
 
 
 def client_by_key(session: Session, key: str) -> ApiClient | None:
     return session.execute(
-        select(ApiClient).where(ApiClient.key_hash == hash_api_key(key), ApiClient.revoked_at.is_(None))
+        select(ApiClient).where(
+            ApiClient.key_hash == hash_api_key(key), ApiClient.revoked_at.is_(None)
+        )
     ).scalar_one_or_none()
 
 

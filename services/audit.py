@@ -196,7 +196,10 @@ def _iter_entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
     while True:
         rows = list(
             session.execute(
-                select(AuditEntry).where(AuditEntry.seq > last_seq).order_by(AuditEntry.seq).limit(batch)
+                select(AuditEntry)
+                .where(AuditEntry.seq > last_seq)
+                .order_by(AuditEntry.seq)
+                .limit(batch)
             ).scalars()
         )
         if not rows:
@@ -225,7 +228,11 @@ def verify_chain(session: Session) -> VerifyResult:
         }
         if entry.prev_hash != prev:
             return VerifyResult(
-                False, checked, entry.seq, entry.id, "chain broken: an entry before it was removed or reordered"
+                False,
+                checked,
+                entry.seq,
+                entry.id,
+                "chain broken: an entry before it was removed or reordered",
             )
         if entry_hash(values, entry.prev_hash) != entry.hash:
             return VerifyResult(False, checked, entry.seq, entry.id, "entry altered: hash mismatch")

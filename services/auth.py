@@ -24,7 +24,9 @@ class LoginResult:
     user: User | None
 
 
-def _retry_after(session: Session, column, value: str, since: datetime, now: datetime, window: timedelta) -> int:
+def _retry_after(
+    session: Session, column, value: str, since: datetime, now: datetime, window: timedelta
+) -> int:
     oldest = session.execute(
         select(func.min(LoginFailure.at)).where(column == value, LoginFailure.at > since)
     ).scalar_one()
@@ -47,12 +49,18 @@ def login(
     Raises TooManyRequests while the username or the address is throttled."""
     window = timedelta(minutes=settings.login_window_minutes)
     since = now - window
+    # Failures older than the window no longer count; drop this username's (keeps the table small).
+    session.execute(
+        delete(LoginFailure).where(LoginFailure.username == username, LoginFailure.at <= since)
+    )
     for column, value, limit in (
         (LoginFailure.username, username, settings.login_max_failures),
         (LoginFailure.client_addr, client_addr, settings.login_max_failures_per_address),
     ):
         failures = session.execute(
-            select(func.count()).select_from(LoginFailure).where(column == value, LoginFailure.at > since)
+            select(func.count())
+            .select_from(LoginFailure)
+            .where(column == value, LoginFailure.at > since)
         ).scalar_one()
         if failures >= limit:
             retry = _retry_after(session, column, value, since, now, window)
@@ -84,7 +92,9 @@ def login(
         ttl=settings.token_ttl_seconds,
     )
     principal = principal_for_user(user)
-    audit.record(session, actor=principal, action="login", at=now, subject_type="user", subject_id=user.id)
+    audit.record(
+        session, actor=principal, action="login", at=now, subject_type="user", subject_id=user.id
+    )
     return LoginResult(token=token, expires_in=settings.token_ttl_seconds, user=user)
 
 
@@ -99,13 +109,22 @@ def principal_for_user(user: User) -> Principal:
     )
 
 
-def resolve_bearer(session: Session, *, settings: Settings, now: datetime, credential: str) -> Principal | None:
+def resolve_bearer(
+    session: Session, *, settings: Settings, now: datetime, credential: str
+) -> Principal | None:
     """The principal behind a bearer credential, or None when it is not (or no longer) valid."""
     if credential.startswith(API_KEY_PREFIX):
         client = accounts.client_by_key(session, credential)
         if client is None:
             return None
-        return Principal(kind="client", id=client.id, role="partner", agency_id=client.agency_id, username=client.name, display_name=client.name)
+        return Principal(
+            kind="client",
+            id=client.id,
+            role="partner",
+            agency_id=client.agency_id,
+            username=client.name,
+            display_name=client.name,
+        )
     claims = read_token(settings.effective_secret_key, credential, now=now)
     if claims is None:
         return None

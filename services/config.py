@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "development-only-secret-key-do-not-use-in-production"
@@ -86,7 +86,8 @@ class Settings(BaseSettings):
         if len(self.secret_key) < MIN_SECRET_KEY_LENGTH or self.secret_key == DEV_SECRET_KEY:
             raise ValueError(
                 f"NFOD_SECRET_KEY is too weak: use at least {MIN_SECRET_KEY_LENGTH} random "
-                "characters (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                "characters (for example: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
         return self
 
@@ -109,8 +110,14 @@ def load_settings(**overrides) -> Settings:
     """Build settings, turning validation failures into one clear ConfigError."""
     try:
         return Settings(**overrides)
-    except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+    except ValidationError as exc:
+        # One line per problem, naming the variable; never the values (secrets, passwords).
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            name = "NFOD_" + "_".join(str(p) for p in err.get("loc", ())).upper()
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(msg if name == "NFOD_" else f"{name}: {msg}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 
 @lru_cache(maxsize=1)

@@ -14,16 +14,24 @@ router = APIRouter(tags=["agencies"])
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 
-@router.post("/v1/agencies", status_code=201, response_model=AgencyOut, responses=problem_responses(409))
+@router.post(
+    "/v1/agencies", status_code=201, response_model=AgencyOut, responses=problem_responses(409)
+)
 def create_agency(body: AgencyCreate, principal: Admin, session: DbSession, now: Now) -> AgencyOut:
-    agency = accounts.create_agency(session, actor=principal, now=now, name=body.name, kind=body.kind)
+    agency = accounts.create_agency(
+        session, actor=principal, now=now, name=body.name, kind=body.kind
+    )
     return AgencyOut.model_validate(agency)
 
 
 @router.get("/v1/agencies", response_model=Page[AgencyOut], responses=problem_responses())
-def list_agencies(principal: CurrentPrincipal, session: DbSession, paging: Paging) -> Page[AgencyOut]:
+def list_agencies(
+    principal: CurrentPrincipal, session: DbSession, paging: Paging
+) -> Page[AgencyOut]:
     page = accounts.list_agencies(session, cursor=paging.cursor, limit=paging.limit)
-    return Page[AgencyOut](items=[AgencyOut.model_validate(a) for a in page.items], next_cursor=page.next_cursor)
+    return Page[AgencyOut](
+        items=[AgencyOut.model_validate(a) for a in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/v1/agencies/{agency_id}", response_model=AgencyOut, responses=problem_responses())

@@ -44,9 +44,14 @@ def list_audit(
     if to:
         stmt = stmt.where(AuditEntry.at <= to)
     page = keyset_page(
-        session, stmt, keys=[AuditEntry.seq], cursor=paging.cursor, limit=paging.limit,
-        descending=True, key_of=lambda e: (e.seq,),
+        session,
+        stmt,
+        keys=[AuditEntry.seq],
+        cursor=paging.cursor,
+        limit=paging.limit,
+        descending=True,
+        key_of=lambda e: (e.seq,),
     )
-    return Page[AuditOut](items=[AuditOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
-
-
+    return Page[AuditOut](
+        items=[AuditOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor
+    )

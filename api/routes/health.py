@@ -22,7 +22,9 @@ def readyz(request: Request):
     if not state.reachable:
         return problem_response(503, "the database is not reachable")
     if not state.at_head:
-        return problem_response(503, f"the database is at revision {state.current}, not {state.head}: run nfod migrate")
+        return problem_response(
+            503, f"the database is at revision {state.current}, not {state.head}: run nfod migrate"
+        )
     return {"status": "ready", "revision": state.current}
 
 

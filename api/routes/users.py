@@ -32,7 +32,9 @@ def create_user(body: UserCreate, principal: Admin, session: DbSession, now: Now
 @router.get("/v1/users", response_model=Page[UserOut], responses=problem_responses())
 def list_users(principal: Admin, session: DbSession, paging: Paging) -> Page[UserOut]:
     page = accounts.list_users(session, cursor=paging.cursor, limit=paging.limit)
-    return Page[UserOut](items=[UserOut.model_validate(u) for u in page.items], next_cursor=page.next_cursor)
+    return Page[UserOut](
+        items=[UserOut.model_validate(u) for u in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.get("/v1/users/{user_id}", response_model=UserOut, responses=problem_responses())
@@ -41,8 +43,14 @@ def get_user(user_id: str, principal: Admin, session: DbSession) -> UserOut:
 
 
 @router.patch("/v1/users/{user_id}", response_model=UserOut, responses=problem_responses(409))
-def update_user(user_id: str, body: UserUpdate, principal: Admin, session: DbSession, now: Now) -> UserOut:
+def update_user(
+    user_id: str, body: UserUpdate, principal: Admin, session: DbSession, now: Now
+) -> UserOut:
     user = accounts.update_user(
-        session, actor=principal, now=now, user_id=user_id, changes=body.model_dump(exclude_unset=True)
+        session,
+        actor=principal,
+        now=now,
+        user_id=user_id,
+        changes=body.model_dump(exclude_unset=True),
     )
     return UserOut.model_validate(user)

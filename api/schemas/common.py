@@ -49,6 +49,10 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of problem responses, so schema-driven fuzzers can check them."""
     base = {400, 401, 403, 404, 413, 415, 422, 500} | set(statuses)
     return {
-        s: {"model": Problem, "content": {"application/problem+json": {}}, "description": "problem details"}
+        s: {
+            "model": Problem,
+            "content": {"application/problem+json": {}},
+            "description": "problem details",
+        }
         for s in sorted(base)
     }
