@@ -1,0 +1,82 @@
+"""Idempotency-Key handling for any POST (see services.idempotency for the semantics).
+
+Usage in a route::
+
+    return idempotent(request, session, principal, now, settings, body_for_hash, work)
+
+where ``work()`` returns ``(status_code, json_body, headers)``. Without the header the
+work simply runs. With it: phase 1 commits an in-flight marker on the request session;
+phase 2 runs the work and stores its answer on the marker, committed with the work by the
+request dependency. A failure in phase 2 removes the marker so a retry can run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from services import audit
+from services import idempotency as idem
+from services.config import Settings
+from services.intake import canonical_hash
+from services.principal import Principal
+
+HEADER = "Idempotency-Key"
+Work = Callable[[], tuple[int, Any, dict[str, str]]]
+
+
+def idempotent(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    now: datetime,
+    settings: Settings,
+    body: Any,
+    work: Work,
+) -> JSONResponse:
+    key = request.headers.get(HEADER)
+    if key is None:
+        status, content, headers = work()
+        return JSONResponse(jsonable_encoder(content), status_code=status, headers=headers)
+    method, path = request.method, request.url.path
+    claim = idem.claim(
+        session,
+        principal_key=principal.key,
+        key=key,
+        method=method,
+        path=path,
+        request_hash=canonical_hash({"body": jsonable_encoder(body)}),
+        now=now,
+        settings=settings,
+    )
+    if claim.replay is not None:
+        stored = claim.replay
+        headers = dict(stored.response_headers or {})
+        headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(stored.response_body, status_code=stored.status_code, headers=headers)
+    session.commit()  # phase 1: the marker is visible to concurrent duplicates from now on
+    try:
+        status, content, headers = work()
+        encoded = jsonable_encoder(content)
+        idem.complete(
+            session, record_id=claim.record_id, status_code=status, body=encoded, headers=headers
+        )
+        session.flush()
+    except BaseException:
+        # The request transaction will roll back; remove the marker in its own commit so a
+        # retry is not refused as "in flight" until the lease runs out.
+        session.rollback()
+        audit.keep_only_survivors(session)
+        try:
+            idem.release(session, record_id=claim.record_id)
+            session.commit()
+        except Exception:  # noqa: BLE001 - the original error matters more; the lease expires
+            session.rollback()
+        raise
+    return JSONResponse(encoded, status_code=status, headers=headers)

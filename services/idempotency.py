@@ -1,0 +1,165 @@
+"""Idempotency-Key records (IETF draft semantics), scoped per caller (Principal.key).
+
+Phase 1 (:func:`claim`) inserts an in-flight marker that the API layer commits at once, so
+a concurrent duplicate sees it; phase 2 (:func:`complete`) stores the answer in the same
+transaction as the work. :func:`release` removes a marker whose work failed, so a retry
+can run. Keys are kept ``idempotency_ttl_hours`` (>= 24, default 48) and then purged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.idempotency import IdempotencyRecord
+from services.config import Settings
+from services.errors import Conflict, Invalid
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass
+class Claim:
+    record_id: str
+    replay: IdempotencyRecord | None = None  # set when the stored answer must be replayed
+
+
+def validate_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise Invalid(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
+            loc=["header", "Idempotency-Key"],
+        )
+
+
+def _find(session: Session, principal_key: str, key: str) -> IdempotencyRecord | None:
+    return session.execute(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.principal_key == principal_key, IdempotencyRecord.key == key
+        )
+    ).scalar_one_or_none()
+
+
+def claim(
+    session: Session,
+    *,
+    principal_key: str,
+    key: str,
+    method: str,
+    path: str,
+    request_hash: str,
+    now: datetime,
+    settings: Settings,
+) -> Claim:
+    """Phase 1: take the key or report why not. The caller commits right after.
+
+    Raises Invalid (422) for the same key with another request, Conflict (409, with
+    Retry-After) while another request with this key is in flight.
+    """
+    validate_key(key)
+    lease = now + timedelta(seconds=settings.idempotency_lease_seconds)
+    existing = _find(session, principal_key, key)
+    if existing is not None and existing.expires_at <= now:
+        # Past retention: forget it (as if purged) and start afresh.
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == existing.id))
+        session.flush()
+        existing = None
+    if existing is None:
+        record = IdempotencyRecord(
+            principal_key=principal_key,
+            key=key,
+            method=method,
+            path=path,
+            request_hash=request_hash,
+            status_code=None,
+            lease_expires_at=lease,
+            created_at=now,
+            expires_at=now + timedelta(hours=settings.idempotency_ttl_hours),
+        )
+        try:
+            with session.begin_nested():
+                session.add(record)
+                session.flush()
+            return Claim(record_id=record.id)
+        except IntegrityError:
+            existing = _find(session, principal_key, key)
+            if existing is None:  # pragma: no cover - the winner failed and released it
+                raise Conflict(
+                    "a request with this Idempotency-Key is in progress; retry shortly",
+                    headers={"Retry-After": "1"},
+                ) from None
+    same_request = (
+        existing.request_hash == request_hash
+        and existing.method == method
+        and existing.path == path
+    )
+    if not same_request:
+        raise Invalid(
+            "this Idempotency-Key was already used with a different request",
+            loc=["header", "Idempotency-Key"],
+        )
+    if existing.status_code is not None:
+        return Claim(record_id=existing.id, replay=existing)
+    if existing.lease_expires_at > now:
+        retry = max(1, int((existing.lease_expires_at - now).total_seconds()) + 1)
+        raise Conflict(
+            "a request with this Idempotency-Key is still being processed; retry later",
+            headers={"Retry-After": str(retry)},
+        )
+    # The earlier attempt died holding the lease: take it over, if nobody else just did.
+    taken = session.execute(
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.id == existing.id,
+            IdempotencyRecord.status_code.is_(None),
+            IdempotencyRecord.lease_expires_at == existing.lease_expires_at,
+        )
+        .values(lease_expires_at=lease)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        raise Conflict(
+            "a request with this Idempotency-Key is still being processed; retry later",
+            headers={"Retry-After": "1"},
+        )
+    return Claim(record_id=existing.id)
+
+
+def complete(
+    session: Session,
+    *,
+    record_id: str,
+    status_code: int,
+    body: Any,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Phase 2: store the answer (in the same transaction as the work)."""
+    session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record_id)
+        .values(status_code=status_code, response_body=body, response_headers=headers or None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, *, record_id: str) -> None:
+    """Forget an in-flight marker whose work failed, so the client can retry with the key."""
+    session.execute(
+        delete(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record_id, IdempotencyRecord.status_code.is_(None))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def purge_expired(session: Session, now: datetime) -> int:
+    """Delete keys past their retention (the scheduler calls this); returns how many."""
+    return session.execute(
+        delete(IdempotencyRecord)
+        .where(IdempotencyRecord.expires_at <= now)
+        .execution_options(synchronize_session=False)
+    ).rowcount

@@ -1,0 +1,565 @@
+"""Intake: create incidents (one or a batch), deduplicate by source_ref, read, list, correct.
+
+Every function takes the session, the acting principal and ``now``; it flushes and never
+commits. Access rules come from services.access (a record outside reach is NotFound).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.agency import Agency
+from models.incident import Incident, IncidentSubstance
+from models.person import Person
+from services import audit, chi, matching, postcodes
+from services.access import incident_scope
+from services.config import Settings
+from services.errors import Conflict, Invalid, NotFound
+from services.pagination import Page, keyset_page
+from services.principal import Principal
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+CREATE_ATTEMPTS = 3
+
+
+def canonical_hash(value: Any) -> str:
+    """SHA-256 of a canonical JSON rendering (sorted keys, no whitespace, UTC timestamps)."""
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, datetime):
+            return obj.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if isinstance(obj, date):
+            return obj.isoformat()
+        raise TypeError(type(obj).__name__)
+
+    raw = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), default=default, ensure_ascii=False
+    )
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass
+class Normalised:
+    values: dict[str, Any]  # canonical submitted fields (hashed for dedupe)
+    occurred_at: datetime
+    reported_at: datetime
+    postcode: str | None
+    substances: list[str]
+    person: matching.PersonDetails | None
+    person_submitted: dict[str, Any] | None
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _check_times(occurred_at: datetime, reported_at: datetime, now: datetime, errors: list) -> None:
+    if occurred_at > now + FUTURE_TOLERANCE:
+        errors.append({"loc": ["body", "occurred_at"], "msg": "occurred_at is in the future"})
+    if reported_at > now + FUTURE_TOLERANCE:
+        errors.append({"loc": ["body", "reported_at"], "msg": "reported_at is in the future"})
+    if occurred_at > reported_at:
+        errors.append({"loc": ["body", "occurred_at"], "msg": "occurred_at is after reported_at"})
+
+
+def _normalise_person(block: dict[str, Any], now: datetime, errors: list) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in ("given_name", "family_name", "sex", "phone"):
+        if block.get(field) is not None:
+            out[field] = block[field]
+    dob: date | None = block.get("date_of_birth")
+    if dob is not None:
+        if dob > now.date():
+            errors.append(
+                {
+                    "loc": ["body", "person", "date_of_birth"],
+                    "msg": "date_of_birth is in the future",
+                }
+            )
+        out["date_of_birth"] = dob
+    if block.get("chi") is not None:
+        value = block["chi"]
+        why = chi.problem(value)
+        if why:
+            errors.append({"loc": ["body", "person", "chi"], "msg": why})
+        elif dob is not None and not chi.matches_date_of_birth(value, dob):
+            errors.append(
+                {
+                    "loc": ["body", "person", "chi"],
+                    "msg": "the CHI number does not match date_of_birth (DDMMYY)",
+                }
+            )
+        out["chi"] = value
+    if block.get("postcode") is not None:
+        pc = postcodes.normalise(block["postcode"])
+        if pc is None:
+            errors.append(
+                {"loc": ["body", "person", "postcode"], "msg": "not a well-formed UK postcode"}
+            )
+        out["postcode"] = pc
+    return out
+
+
+def normalise(data: dict[str, Any], *, now: datetime) -> Normalised:
+    """Apply every domain rule to a submitted incident; Invalid lists all failures at once."""
+    errors: list[dict[str, Any]] = []
+    values: dict[str, Any] = {}
+    occurred_at = _utc(data["occurred_at"])
+    values["occurred_at"] = occurred_at
+    if data.get("reported_at") is not None:
+        reported_at = _utc(data["reported_at"])
+        values["reported_at"] = reported_at
+    else:
+        reported_at = now
+    _check_times(occurred_at, reported_at, now, errors)
+    for field in (
+        "source_ref",
+        "naloxone_administered",
+        "naloxone_administered_by",
+        "hospital",
+        "notes",
+    ):
+        if data.get(field) is not None:
+            values[field] = data[field]
+    postcode = None
+    location = data.get("location")
+    if location:
+        loc_values: dict[str, Any] = {}
+        if location.get("description") is not None:
+            loc_values["description"] = location["description"]
+        if location.get("postcode") is not None:
+            postcode = postcodes.normalise(location["postcode"])
+            if postcode is None:
+                errors.append(
+                    {
+                        "loc": ["body", "location", "postcode"],
+                        "msg": "not a well-formed UK postcode",
+                    }
+                )
+            loc_values["postcode"] = postcode
+        values["location"] = loc_values
+    substances: list[str] = []
+    for i, raw in enumerate(data.get("substances") or []):
+        s = " ".join(raw.split()).lower()
+        if not s:
+            errors.append({"loc": ["body", "substances", i], "msg": "a substance cannot be empty"})
+        substances.append(s)
+    if data.get("substances") is not None:
+        values["substances"] = substances
+    person_details = None
+    person_submitted = None
+    if data.get("person") is not None:
+        person_submitted = _normalise_person(data["person"], now, errors)
+        values["person"] = person_submitted
+        person_details = matching.PersonDetails(**person_submitted)
+    if errors:
+        raise Invalid(
+            "the incident breaks "
+            + ("a rule" if len(errors) == 1 else "several rules")
+            + ": see errors",
+            errors=errors,
+        )
+    submitted_json = None
+    if person_submitted is not None:
+        submitted_json = {
+            k: (v.isoformat() if isinstance(v, date) else v) for k, v in person_submitted.items()
+        }
+    return Normalised(
+        values, occurred_at, reported_at, postcode, substances, person_details, submitted_json
+    )
+
+
+def _agency_exists(session: Session, agency_id: str) -> bool:
+    return session.get(Agency, agency_id) is not None
+
+
+def source_agency_for(session: Session, principal: Principal, requested: str | None) -> str:
+    if principal.role == "partner":
+        if requested is not None and requested != principal.agency_id:
+            raise Invalid(
+                "a partner system records incidents for its own agency only",
+                loc=["body", "source_agency_id"],
+            )
+        if not principal.agency_id:
+            raise Invalid("this API client has no agency", loc=["body", "source_agency_id"])
+        return principal.agency_id
+    agency_id = requested or principal.agency_id
+    if not agency_id:
+        raise Invalid(
+            "source_agency_id is required for a user without an agency",
+            loc=["body", "source_agency_id"],
+        )
+    if requested and not _agency_exists(session, requested):
+        raise Invalid("no such agency", loc=["body", "source_agency_id"])
+    return agency_id
+
+
+def _existing_by_ref(session: Session, source_agency_id: str, source_ref: str) -> Incident | None:
+    return session.execute(
+        select(Incident).where(
+            Incident.source_agency_id == source_agency_id, Incident.source_ref == source_ref
+        )
+    ).scalar_one_or_none()
+
+
+def _resolve_duplicate(existing: Incident, request_hash: str) -> tuple[Incident, bool]:
+    if existing.request_hash == request_hash:
+        return existing, False
+    raise Conflict(
+        "an incident with this source_ref already exists with different details",
+        extra={"existing_id": existing.id},
+        errors=[{"loc": ["body", "source_ref"], "msg": f"already used by incident {existing.id}"}],
+    )
+
+
+def create_incident(
+    session: Session,
+    *,
+    principal: Principal,
+    now: datetime,
+    settings: Settings,
+    data: dict[str, Any],
+) -> tuple[Incident, bool]:
+    """Create an incident, or return the identical one already recorded under its source_ref.
+
+    Returns (incident, created). A different body under a used source_ref is Conflict.
+    """
+    norm = normalise(data, now=now)
+    source_agency_id = source_agency_for(session, principal, data.get("source_agency_id"))
+    request_hash = canonical_hash(norm.values)
+    source_ref = norm.values.get("source_ref")
+    if source_ref:
+        existing = _existing_by_ref(session, source_agency_id, source_ref)
+        if existing is not None:
+            return _resolve_duplicate(existing, request_hash)
+    last_error: IntegrityError | None = None
+    for _attempt in range(CREATE_ATTEMPTS):
+        try:
+            with session.begin_nested():
+                incident = _insert(
+                    session, principal, now, settings, norm, source_agency_id, request_hash
+                )
+            break
+        except IntegrityError as exc:
+            # A concurrent request won a race (same source_ref, or the same new CHI).
+            last_error = exc
+            if source_ref:
+                existing = _existing_by_ref(session, source_agency_id, source_ref)
+                if existing is not None:
+                    return _resolve_duplicate(existing, request_hash)
+    else:
+        raise Conflict(
+            "the incident could not be recorded because of concurrent changes; retry"
+        ) from last_error
+    audit.record(
+        session,
+        actor=principal,
+        action="create",
+        at=now,
+        subject_type="incident",
+        subject_id=incident.id,
+    )
+    if incident.person_id:
+        audit.record(
+            session,
+            actor=principal,
+            action="update",
+            at=now,
+            subject_type="person",
+            subject_id=incident.person_id,
+            details={"incident_id": incident.id},
+        )
+    return incident, True
+
+
+def _insert(
+    session: Session,
+    principal: Principal,
+    now: datetime,
+    settings: Settings,
+    norm: Normalised,
+    source_agency_id: str,
+    request_hash: str,
+) -> Incident:
+    person_id = None
+    if norm.person is not None and norm.person.identifying:
+        person, _created = matching.match_or_create(session, norm.person, now=now)
+        person_id = person.id
+    v = norm.values
+    location = v.get("location") or {}
+    incident = Incident(
+        source_agency_id=source_agency_id,
+        source_ref=v.get("source_ref"),
+        created_by_type=principal.kind,
+        created_by_id=principal.id,
+        request_hash=request_hash,
+        occurred_at=norm.occurred_at,
+        reported_at=norm.reported_at,
+        contact_due_at=norm.occurred_at + timedelta(hours=settings.contact_window_hours),
+        location_description=location.get("description"),
+        postcode=norm.postcode,
+        postcode_district=postcodes.district(norm.postcode) if norm.postcode else None,
+        naloxone_administered=v.get("naloxone_administered"),
+        naloxone_administered_by=v.get("naloxone_administered_by"),
+        hospital=v.get("hospital"),
+        person_submitted=norm.person_submitted,
+        person_id=person_id,
+        notes=v.get("notes"),
+        fu_status="awaiting_contact",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(incident)
+    session.flush()
+    for position, substance in enumerate(norm.substances):
+        session.add(
+            IncidentSubstance(incident_id=incident.id, position=position, substance=substance)
+        )
+    session.flush()
+    return incident
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def substances_for(session: Session, incident_ids: Iterable[str]) -> dict[str, list[str]]:
+    ids = list(dict.fromkeys(incident_ids))
+    out: dict[str, list[str]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = session.execute(
+        select(IncidentSubstance.incident_id, IncidentSubstance.substance)
+        .where(IncidentSubstance.incident_id.in_(ids))
+        .order_by(IncidentSubstance.incident_id, IncidentSubstance.position)
+    )
+    for incident_id, substance in rows:
+        out[incident_id].append(substance)
+    return out
+
+
+def get_incident(
+    session: Session,
+    *,
+    principal: Principal,
+    now: datetime,
+    incident_id: str,
+    audit_read: bool = True,
+) -> Incident:
+    incident = session.execute(
+        select(Incident).where(Incident.id == incident_id, incident_scope(principal))
+    ).scalar_one_or_none()
+    if incident is None:
+        audit.record(
+            session,
+            actor=principal,
+            action="denied",
+            at=now,
+            subject_type="incident",
+            subject_id=incident_id,
+        )
+        raise NotFound("no such incident")
+    if audit_read:
+        audit.record(
+            session,
+            actor=principal,
+            action="read",
+            at=now,
+            subject_type="incident",
+            subject_id=incident.id,
+        )
+    return incident
+
+
+def list_incidents(
+    session: Session,
+    *,
+    principal: Principal,
+    now: datetime,
+    cursor: str | None,
+    limit: int,
+    status: str | None = None,
+    overdue: bool | None = None,
+    person_id: str | None = None,
+    occurred_from: datetime | None = None,
+    occurred_to: datetime | None = None,
+    assigned_agency_id: str | None = None,
+    source_agency_id: str | None = None,
+) -> Page[Incident]:
+    """Incidents in reach, newest occurred_at first (keyset on occurred_at, id)."""
+    stmt = select(Incident).where(incident_scope(principal))
+    if status is not None:
+        stmt = stmt.where(Incident.fu_status == status)
+    if overdue is True:
+        stmt = stmt.where(Incident.fu_status == "awaiting_contact", Incident.contact_due_at < now)
+    elif overdue is False:
+        stmt = stmt.where(
+            ~and_(Incident.fu_status == "awaiting_contact", Incident.contact_due_at < now)
+        )
+    if person_id is not None:
+        stmt = stmt.where(Incident.person_id == person_id)
+    if occurred_from is not None:
+        stmt = stmt.where(Incident.occurred_at >= occurred_from)
+    if occurred_to is not None:
+        stmt = stmt.where(Incident.occurred_at <= occurred_to)
+    if assigned_agency_id is not None:
+        stmt = stmt.where(Incident.assigned_agency_id == assigned_agency_id)
+    if source_agency_id is not None:
+        stmt = stmt.where(Incident.source_agency_id == source_agency_id)
+    page = keyset_page(
+        session,
+        stmt,
+        keys=[Incident.occurred_at, Incident.id],
+        cursor=cursor,
+        limit=limit,
+        descending=True,
+        key_of=lambda i: (i.occurred_at, i.id),
+    )
+    if page.items:
+        audit.record_many(
+            session,
+            actor=principal,
+            action="read",
+            at=now,
+            subject_type="incident",
+            subject_ids=[i.id for i in page.items],
+        )
+    return page
+
+
+# --- correcting --------------------------------------------------------------------------
+
+_CORRECTABLE = ("naloxone_administered", "naloxone_administered_by", "hospital", "notes")
+
+
+def update_incident(
+    session: Session,
+    *,
+    principal: Principal,
+    now: datetime,
+    settings: Settings,
+    incident_id: str,
+    changes: dict[str, Any],
+) -> Incident:
+    """Coordinator corrections: fields, assignment, person link, closing the follow-up."""
+    incident = get_incident(
+        session, principal=principal, now=now, incident_id=incident_id, audit_read=False
+    )
+    errors: list[dict[str, Any]] = []
+    changed: list[str] = []
+    occurred_at = (
+        _utc(changes["occurred_at"])
+        if changes.get("occurred_at") is not None
+        else incident.occurred_at
+    )
+    reported_at = (
+        _utc(changes["reported_at"])
+        if changes.get("reported_at") is not None
+        else incident.reported_at
+    )
+    for field in ("occurred_at", "reported_at"):
+        if field in changes and changes[field] is None:
+            errors.append({"loc": ["body", field], "msg": f"{field} cannot be removed"})
+    if "occurred_at" in changes or "reported_at" in changes:
+        time_errors: list[dict[str, Any]] = []
+        _check_times(occurred_at, reported_at, now, time_errors)
+        # Only complain about what this request touches (old data may predate a rule).
+        errors.extend(time_errors)
+    if "location" in changes:
+        location = changes["location"] or {}
+        pc = None
+        if location.get("postcode") is not None:
+            pc = postcodes.normalise(location["postcode"])
+            if pc is None:
+                errors.append(
+                    {
+                        "loc": ["body", "location", "postcode"],
+                        "msg": "not a well-formed UK postcode",
+                    }
+                )
+    substances = None
+    if "substances" in changes:
+        substances = [" ".join(s.split()).lower() for s in (changes["substances"] or [])]
+        for i, s in enumerate(substances):
+            if not s:
+                errors.append(
+                    {"loc": ["body", "substances", i], "msg": "a substance cannot be empty"}
+                )
+    if changes.get("assigned_agency_id") is not None and not _agency_exists(
+        session, changes["assigned_agency_id"]
+    ):
+        errors.append({"loc": ["body", "assigned_agency_id"], "msg": "no such agency"})
+    if changes.get("person_id") is not None:
+        person = session.get(Person, changes["person_id"])
+        if person is None or person.merged_into_id is not None:
+            errors.append({"loc": ["body", "person_id"], "msg": "no such person"})
+    follow_up = changes.get("follow_up")
+    if "follow_up" in changes and follow_up is None:
+        errors.append({"loc": ["body", "follow_up"], "msg": "follow_up cannot be null"})
+    if errors:
+        raise Invalid(
+            "the correction breaks "
+            + ("a rule" if len(errors) == 1 else "several rules")
+            + ": see errors",
+            errors=errors,
+        )
+
+    if "occurred_at" in changes and occurred_at != incident.occurred_at:
+        incident.occurred_at = occurred_at
+        incident.contact_due_at = occurred_at + timedelta(hours=settings.contact_window_hours)
+        if incident.first_contact_at is not None:
+            incident.within_window = incident.first_contact_at <= incident.contact_due_at
+        changed.append("occurred_at")
+    if "reported_at" in changes and reported_at != incident.reported_at:
+        incident.reported_at = reported_at
+        changed.append("reported_at")
+    if "location" in changes:
+        location = changes["location"] or {}
+        incident.location_description = location.get("description")
+        incident.postcode = pc
+        incident.postcode_district = postcodes.district(pc) if pc else None
+        changed.append("location")
+    if substances is not None:
+        session.execute(
+            delete(IncidentSubstance).where(IncidentSubstance.incident_id == incident.id)
+        )
+        for position, s in enumerate(substances):
+            session.add(IncidentSubstance(incident_id=incident.id, position=position, substance=s))
+        changed.append("substances")
+    for field in _CORRECTABLE:
+        if field in changes:
+            setattr(incident, field, changes[field])
+            changed.append(field)
+    if "assigned_agency_id" in changes:
+        incident.assigned_agency_id = changes["assigned_agency_id"]
+        changed.append("assigned_agency_id")
+    if "person_id" in changes:
+        incident.person_id = changes["person_id"]
+        changed.append("person_id")
+    if follow_up:
+        # Only closing is possible here (the schema enforces status == "closed").
+        incident.fu_status = "closed"
+        incident.closed_reason = follow_up["closed_reason"]
+        incident.closed_at = now
+        changed.append("follow_up")
+    if changed:
+        incident.updated_at = now
+    session.flush()
+    audit.record(
+        session,
+        actor=principal,
+        action="update",
+        at=now,
+        subject_type="incident",
+        subject_id=incident.id,
+        details={"fields": changed},
+    )
+    return incident

@@ -1,0 +1,112 @@
+"""Contact attempts and the follow-up state machine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from models.contact import ContactAttempt
+from tests.conftest import assert_problem
+from tests.intake.conftest import iso
+
+
+def _incident(client, cast, body, **kw):
+    r = client.post("/v1/incidents", json=body(**kw), headers=cast.partner_a.headers)
+    assert r.status_code == 201, r.text
+    inc = r.json()
+    r = client.patch(
+        f"/v1/incidents/{inc['id']}",
+        json={"assigned_agency_id": cast.agency_b},
+        headers=cast.coordinator.headers,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _contact(client, actor, incident_id, at, outcome="contacted", **kw):
+    payload = {"attempted_at": iso(at), "method": "phone", "outcome": outcome, **kw}
+    return client.post(f"/v1/incidents/{incident_id}/contacts", json=payload, headers=actor.headers)
+
+
+def test_first_successful_contact_sets_contacted_within_window(client, cast, body, clock):
+    inc = _incident(client, cast, body)
+    now = clock()
+    r = _contact(
+        client, cast.outreach_b, inc["id"], now - timedelta(minutes=30), outcome="no_answer"
+    )
+    assert r.status_code == 201, r.text
+    r = _contact(
+        client,
+        cast.outreach_b,
+        inc["id"],
+        now - timedelta(minutes=10),
+        actions=["naloxone_supplied", "harm_reduction_advice"],
+        referrals=["drug_treatment"],
+    )
+    assert r.status_code == 201, r.text
+    c = r.json()
+    assert sorted(c["actions"]) == ["harm_reduction_advice", "naloxone_supplied"]
+    assert c["referrals"] == ["drug_treatment"]
+    got = client.get(f"/v1/incidents/{inc['id']}", headers=cast.outreach_b.headers).json()
+    assert got["follow_up"]["status"] == "contacted"
+    assert got["follow_up"]["first_contact_at"] == iso(now - timedelta(minutes=10))
+    assert got["follow_up"]["within_window"] is True
+    # A later contact never moves first_contact_at
+    clock.advance(hours=1)
+    assert (
+        _contact(client, cast.outreach_b, inc["id"], clock() - timedelta(minutes=1)).status_code
+        == 201
+    )
+    got = client.get(f"/v1/incidents/{inc['id']}", headers=cast.outreach_b.headers).json()
+    assert got["follow_up"]["first_contact_at"] == iso(now - timedelta(minutes=10))
+    listed = client.get(
+        f"/v1/incidents/{inc['id']}/contacts", headers=cast.coordinator.headers
+    ).json()
+    assert [x["outcome"] for x in listed["items"]] == ["no_answer", "contacted", "contacted"]
+
+
+def test_contact_after_the_window_is_not_within_window(client, cast, body, clock):
+    inc = _incident(
+        client,
+        cast,
+        body,
+        occurred_at=iso(clock() - timedelta(hours=80)),
+        reported_at=iso(clock() - timedelta(hours=79)),
+    )
+    assert client.get(f"/v1/incidents/{inc['id']}", headers=cast.coordinator.headers).json()[
+        "follow_up"
+    ]["overdue"]
+    assert _contact(client, cast.coordinator, inc["id"], clock()).status_code == 201
+    fu = client.get(f"/v1/incidents/{inc['id']}", headers=cast.coordinator.headers).json()[
+        "follow_up"
+    ]
+    assert fu["status"] == "contacted" and fu["within_window"] is False and fu["overdue"] is False
+
+
+def test_attempt_time_rules(client, cast, body, clock, session):
+    inc = _incident(client, cast, body)
+    before = clock() - timedelta(hours=4)
+    assert_problem(_contact(client, cast.outreach_b, inc["id"], before), 422)
+    assert_problem(
+        _contact(client, cast.outreach_b, inc["id"], clock() + timedelta(minutes=6)), 422
+    )
+    r = client.post(
+        f"/v1/incidents/{inc['id']}/contacts",
+        json={"attempted_at": "2026-01-01T10:00:00", "method": "phone", "outcome": "contacted"},
+        headers=cast.outreach_b.headers,
+    )
+    assert_problem(r, 422)
+    for bad in (
+        {"method": "pigeon"},
+        {"outcome": "maybe"},
+        {"actions": ["hug"]},
+        {"referrals": ["x"]},
+        {"colour": "red"},
+    ):
+        payload = {"attempted_at": iso(clock()), "method": "phone", "outcome": "contacted", **bad}
+        r = client.post(
+            f"/v1/incidents/{inc['id']}/contacts", json=payload, headers=cast.outreach_b.headers
+        )
+        assert_problem(r, 422)
+    assert session.scalar(select(func.count()).select_from(ContactAttempt)) == 0
