@@ -96,17 +96,25 @@ export function flush() {
   if (!currentUser) return Promise.resolve();
   if (!flushing) {
     flushing = (async () => {
-      try {
-        for (const item of items().filter((i) => i.state === "waiting")) {
-          const result = await send(item);
-          if (result.waiting === "no connection") break; // no point trying the rest now
-        }
-      } finally {
-        flushing = null;
+      for (const item of items().filter((i) => i.state === "waiting")) {
+        const result = await send(item);
+        if (result.waiting === "no connection") break; // no point trying the rest now
       }
     })();
+    // Cleared only after the assignment above (an empty run finishes synchronously).
+    const done = () => { flushing = null; };
+    flushing.then(done, done);
   }
   return flushing;
+}
+
+let soonTimer = null;
+function retrySoon(delay) {
+  clearTimeout(soonTimer);
+  soonTimer = setTimeout(async () => {
+    await flush();
+    if (items().some((i) => i.state === "waiting") && delay < 8000) retrySoon(delay * 2);
+  }, delay);
 }
 
 let started = false;
@@ -115,7 +123,9 @@ export function start(userId) {
   currentUser = userId;
   if (!started) {
     started = true;
-    window.addEventListener("online", () => flush());
+    // The "online" event can fire a moment before requests really get through, so after it
+    // keep trying at 1, 2, 4, 8 s while anything is still waiting (the 15 s timer goes on after).
+    window.addEventListener("online", () => { flush(); retrySoon(1000); });
     window.addEventListener("storage", (e) => { if (e.key === STORE_KEY) for (const fn of listeners) fn(); });
     setInterval(() => { if (navigator.onLine !== false) flush(); }, RETRY_MS);
   }
