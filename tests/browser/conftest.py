@@ -43,7 +43,7 @@ def _skip_reason() -> str | None:
     if not os.path.exists(CHROMIUM):
         return f"browser tests skipped: {CHROMIUM} is not installed (apt-get install chromium)"
     if sync_playwright is None:
-        return "browser tests skipped: the playwright package is not installed (pip install -e '.[dev]')"
+        return "browser tests skipped: the playwright package is not installed (make install)"
     return None
 
 
@@ -57,6 +57,15 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Say plainly at the end of `make test` when the browser tests did not run."""
+    reason = _skip_reason()
+    if reason and any(
+        "tests/browser" in str(r.nodeid) for r in terminalreporter.stats.get("skipped", [])
+    ):
+        terminalreporter.write_line(reason, yellow=True, bold=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,13 +76,31 @@ def _free_port() -> int:
 class LiveServer:
     url: str
     admin_token: str
+    settings: Settings
+
+    def sweep(self) -> None:
+        """One scheduler sweep now, on the live server's database (raises alerts)."""
+        from services.db import make_engine, make_session_factory
+        from services.sweep import sweep
+
+        engine = make_engine(self.settings.database_url)
+        try:
+            with make_session_factory(engine)() as session:
+                sweep(session, at=datetime.now(UTC), settings=self.settings)
+                session.commit()
+        finally:
+            engine.dispose()
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
     def token(self, username: str, password: str = PASSWORD) -> str:
-        r = httpx.post(f"{self.url}/v1/auth/token", data={"username": username, "password": password}, timeout=10)
+        r = httpx.post(
+            f"{self.url}/v1/auth/token",
+            data={"username": username, "password": password},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
         return r.json()["access_token"]
 
@@ -86,11 +113,20 @@ def live_server():
     url = f"sqlite:///{tmp}/browser.db"
     migrations.upgrade(url)
     settings = Settings(
-        _env_file=None, env="test", database_url=url, secret_key="browser-test-secret-" + "x" * 32,
-        admin_username="admin", admin_password=ADMIN_PASSWORD, log_level="WARNING",
+        _env_file=None,
+        env="test",
+        database_url=url,
+        secret_key="browser-test-secret-" + "x" * 32,
+        admin_username="admin",
+        admin_password=ADMIN_PASSWORD,
+        log_level="WARNING",
     )
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -103,9 +139,11 @@ def live_server():
             pass
         assert time.monotonic() < deadline, "the live server did not start"
         time.sleep(0.05)
-    r = httpx.post(f"{base}/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10)
+    r = httpx.post(
+        f"{base}/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}, timeout=10
+    )
     assert r.status_code == 200, r.text
-    yield LiveServer(url=base, admin_token=r.json()["access_token"])
+    yield LiveServer(url=base, admin_token=r.json()["access_token"], settings=settings)
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -127,6 +165,7 @@ class Cast:
 def cast(live_server) -> Cast:
     tag = uuid.uuid4().hex[:6]
     with live_server.client(live_server.admin_token) as admin:
+
         def agency(name, kind):
             r = admin.post("/v1/agencies", json={"name": f"{name} {tag}", "kind": kind})
             assert r.status_code == 201, r.text
@@ -138,15 +177,29 @@ def cast(live_server) -> Cast:
 
         def user(role, agency_id, display):
             username = f"{role}-{tag}"
-            r = admin.post("/v1/users", json={"username": username, "password": PASSWORD, "role": role, "agency_id": agency_id, "display_name": display})
+            r = admin.post(
+                "/v1/users",
+                json={
+                    "username": username,
+                    "password": PASSWORD,
+                    "role": role,
+                    "agency_id": agency_id,
+                    "display_name": display,
+                },
+            )
             assert r.status_code == 201, r.text
             return username
 
         outreach = user("outreach", outreach_agency, "Jo Outreach")
         coordinator = user("coordinator", hospital, "Kim Coordinator")
     return Cast(
-        outreach_agency=outreach_agency, other_agency=other_agency, outreach=outreach, outreach_name="Jo Outreach",
-        coordinator=coordinator, coordinator_token=live_server.token(coordinator), outreach_token=live_server.token(outreach),
+        outreach_agency=outreach_agency,
+        other_agency=other_agency,
+        outreach=outreach,
+        outreach_name="Jo Outreach",
+        coordinator=coordinator,
+        coordinator_token=live_server.token(coordinator),
+        outreach_token=live_server.token(outreach),
     )
 
 
@@ -159,8 +212,16 @@ def seed(live_server, cast):
     """seed(given, family, hours_ago=..., assign=True) -> incident: created by the coordinator
     through the API and, when assign, assigned to the outreach worker's agency."""
 
-    def make(given: str, family: str, *, hours_ago: float = 20, reported_hours_ago: float | None = None,
-             assign: bool = True, dob: str = "1984-03-02", postcode: str = "DD3 7AA") -> dict:
+    def make(
+        given: str,
+        family: str,
+        *,
+        hours_ago: float = 20,
+        reported_hours_ago: float | None = None,
+        assign: bool = True,
+        dob: str = "1984-03-02",
+        postcode: str = "DD3 7AA",
+    ) -> dict:
         now = datetime.now(UTC)
         reported = hours_ago - 0.5 if reported_hours_ago is None else reported_hours_ago
         body = {
@@ -168,15 +229,26 @@ def seed(live_server, cast):
             "reported_at": rfc3339(now - timedelta(hours=reported)),
             "location": {"description": "Hilltown flats stairwell", "postcode": postcode},
             "substances": ["heroin", "street benzodiazepine"],
-            "naloxone_administered": True, "naloxone_administered_by": "ambulance", "hospital": "declined",
-            "person": {"given_name": given, "family_name": family, "date_of_birth": dob, "sex": "male", "phone": "07700900123"},
+            "naloxone_administered": True,
+            "naloxone_administered_by": "ambulance",
+            "hospital": "declined",
+            "person": {
+                "given_name": given,
+                "family_name": family,
+                "date_of_birth": dob,
+                "sex": "male",
+                "phone": "07700900123",
+            },
         }
         with live_server.client(cast.coordinator_token) as c:
             r = c.post("/v1/incidents", json=body)
             assert r.status_code == 201, r.text
             incident = r.json()
             if assign:
-                r = c.patch(f"/v1/incidents/{incident['id']}", json={"assigned_agency_id": cast.outreach_agency})
+                r = c.patch(
+                    f"/v1/incidents/{incident['id']}",
+                    json={"assigned_agency_id": cast.outreach_agency},
+                )
                 assert r.status_code == 200, r.text
                 incident = r.json()
         return incident
@@ -235,6 +307,7 @@ def unlabelled_controls(page) -> list[str]:
     return page.evaluate(
         """() => [...document.querySelectorAll('input, select, textarea')]
             .filter((el) => el.type !== 'hidden')
-            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+            .filter((el) => !(el.labels && el.labels.length))
+            .filter((el) => !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
             .map((el) => el.outerHTML)"""
     )

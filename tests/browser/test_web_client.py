@@ -5,10 +5,18 @@ laptop sizes."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LAPTOP, PHONE, no_sideways_scroll, screenshot, sign_in, unlabelled_controls
+from tests.browser.conftest import (
+    LAPTOP,
+    PHONE,
+    no_sideways_scroll,
+    screenshot,
+    sign_in,
+    unlabelled_controls,
+)
 
 
 def contacts_on_server(live_server, token: str, incident_id: str) -> list[dict]:
@@ -18,7 +26,9 @@ def contacts_on_server(live_server, token: str, incident_id: str) -> list[dict]:
         return r.json()["items"]
 
 
-def test_sign_in_shows_only_the_outreach_screens_and_wrong_password_in_words(page, live_server, cast):
+def test_sign_in_shows_only_the_outreach_screens_and_wrong_password_in_words(
+    page, live_server, cast
+):
     page.goto("/app/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert unlabelled_controls(page) == []
@@ -42,7 +52,9 @@ def test_sign_in_shows_only_the_outreach_screens_and_wrong_password_in_words(pag
     assert page.evaluate("() => sessionStorage.getItem('nfod.token')") is None
 
 
-def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(page, live_server, cast, seed):
+def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(
+    page, live_server, cast, seed
+):
     soon = seed("Sam", "Reid", hours_ago=70)  # 2 h left
     later = seed("Alex", "Brown", hours_ago=20)  # 52 h left
     late = seed("Chris", "Doyle", hours_ago=77)  # overdue by 5 h
@@ -53,7 +65,11 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(page, 
     cards = page.locator("#follow-up-list > li")
     expect(cards).to_have_count(3)
     # Soonest deadline first; countdowns in words; the overdue one says so (not colour alone).
-    assert cards.evaluate_all("els => els.map(e => e.dataset.incidentId)") == [late["id"], soon["id"], later["id"]]
+    assert cards.evaluate_all("els => els.map(e => e.dataset.incidentId)") == [
+        late["id"],
+        soon["id"],
+        later["id"],
+    ]
     first = cards.nth(0)
     expect(first.locator(".countdown")).to_have_text(re.compile(r"overdue by 5 h"))
     expect(first.locator(".countdown")).to_have_class(re.compile("overdue"))
@@ -82,7 +98,9 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(page, 
     expect(page.locator("#attempts li")).to_have_count(1)
     expect(page.locator("#attempts")).to_contain_text("Phone: Contacted")
     saved = contacts_on_server(live_server, cast.outreach_token, soon["id"])
-    assert [(c["method"], c["outcome"], c["actions"]) for c in saved] == [("phone", "contacted", ["naloxone_supplied"])]
+    assert [(c["method"], c["outcome"], c["actions"]) for c in saved] == [
+        ("phone", "contacted", ["naloxone_supplied"])
+    ]
 
     # Back on the list, Sam is no longer waiting for contact.
     page.get_by_role("link", name="Back to follow-ups").click()
@@ -90,14 +108,18 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(page, 
     expect(page.locator(f'[data-incident-id="{soon["id"]}"]')).to_have_count(0)
 
 
-def test_a_rejected_contact_is_explained_next_to_the_field_and_not_queued(page, live_server, cast, seed):
+def test_a_rejected_contact_is_explained_next_to_the_field_and_not_queued(
+    page, live_server, cast, seed
+):
     incident = seed("Lee", "Grant", hours_ago=30)
     sign_in(page, cast.outreach)
     page.goto(f"/app/#/incident/{incident['id']}")
     expect(page.get_by_role("heading", name=re.compile("Lee Grant"))).to_be_visible()
     # Nothing chosen: plain words next to the two groups, nothing sent.
     page.get_by_role("button", name="Save contact").click()
-    expect(page.locator('[data-error-for="method"]')).to_have_text("Choose how you tried to reach them.")
+    expect(page.locator('[data-error-for="method"]')).to_have_text(
+        "Choose how you tried to reach them."
+    )
     expect(page.locator('[data-error-for="outcome"]')).to_have_text("Choose what happened.")
     # A time before the overdose: the service's 422 is shown by the time field, not retried.
     page.get_by_role("radio", name="Street").check()
@@ -106,11 +128,16 @@ def test_a_rejected_contact_is_explained_next_to_the_field_and_not_queued(page, 
     page.get_by_role("button", name="Save contact").click()
     expect(page.locator('[data-error-for="attempted_at"]')).to_be_visible()
     expect(page.locator("#attempts li")).to_have_count(0)
-    assert page.evaluate("() => JSON.parse(localStorage.getItem('nfod.outbox.v1') || '[]').length") == 0
+    assert (
+        page.evaluate("() => JSON.parse(localStorage.getItem('nfod.outbox.v1') || '[]').length")
+        == 0
+    )
     assert contacts_on_server(live_server, cast.outreach_token, incident["id"]) == []
 
 
-def test_contact_logged_offline_waits_then_is_sent_exactly_once(page, context, live_server, cast, seed):
+def test_contact_logged_offline_waits_then_is_sent_exactly_once(
+    page, context, live_server, cast, seed
+):
     incident = seed("Robin", "Hay", hours_ago=50)
     sign_in(page, cast.outreach)
     page.goto(f"/app/#/incident/{incident['id']}")
@@ -138,7 +165,9 @@ def test_contact_logged_offline_waits_then_is_sent_exactly_once(page, context, l
     assert [(c["method"], c["outcome"]) for c in saved] == [("home_visit", "no_answer")]
 
 
-def test_an_answer_lost_on_the_way_back_is_retried_with_the_same_key_and_not_duplicated(page, live_server, cast, seed):
+def test_an_answer_lost_on_the_way_back_is_retried_with_the_same_key_and_not_duplicated(
+    page, live_server, cast, seed
+):
     incident = seed("Jamie", "Kerr", hours_ago=40)
     sign_in(page, cast.outreach)
     page.goto(f"/app/#/incident/{incident['id']}")
@@ -151,7 +180,12 @@ def test_an_answer_lost_on_the_way_back_is_retried_with_the_same_key_and_not_dup
         route.fetch()  # the service records the contact...
         route.abort("connectionreset")  # ...but the phone never hears back
 
-    page.route("**/v1/incidents/*/contacts", lambda route: lose_the_answer(route) if route.request.method == "POST" else route.continue_())
+    page.route(
+        "**/v1/incidents/*/contacts",
+        lambda route: (
+            lose_the_answer(route) if route.request.method == "POST" else route.continue_()
+        ),
+    )
     page.get_by_role("radio", name="Phone").check()
     page.get_by_role("radio", name="Message left").check()
     page.get_by_role("button", name="Save contact").click()
@@ -170,7 +204,8 @@ def test_an_answer_lost_on_the_way_back_is_retried_with_the_same_key_and_not_dup
 
 
 def _huddle_dates(live_server, token: str) -> tuple[str, str, str]:
-    """(d1, d2, d1 cut-off): today if it is a working day, else the next one; then the working day after."""
+    """(d1, d2, d1's cut-off): d1 is today if it is a working day, else the next one;
+    d2 is the working day after d1 (the calendar service, through the agenda)."""
     from datetime import date
 
     with live_server.client(token) as c:
@@ -181,15 +216,29 @@ def _huddle_dates(live_server, token: str) -> tuple[str, str, str]:
         return d1, a1["next_huddle_date"], a1["cutoff_at"]
 
 
-def test_coordinator_holds_huddle_discusses_item_and_it_moves_to_next_days_follow_ups(page, live_server, cast, seed):
+def test_coordinator_holds_huddle_discusses_item_and_it_moves_to_next_days_follow_ups(
+    page, live_server, cast, seed
+):
     from datetime import UTC, datetime
 
     d1, d2, cutoff = _huddle_dates(live_server, cast.coordinator_token)
     # Reported before d1's cut-off (and not in the future), so it is new on d1's agenda.
     before = min(datetime.now(UTC), datetime.fromisoformat(cutoff.replace("Z", "+00:00")))
     hours_back = (datetime.now(UTC) - before).total_seconds() / 3600
-    item = seed("Morgan", "Lindsay", hours_ago=hours_back + 30, reported_hours_ago=hours_back + 2, assign=False)
-    repeat = seed("Morgan", "Lindsay", hours_ago=hours_back + 80, reported_hours_ago=hours_back + 79, assign=False)
+    item = seed(
+        "Morgan",
+        "Lindsay",
+        hours_ago=hours_back + 30,
+        reported_hours_ago=hours_back + 2,
+        assign=False,
+    )
+    repeat = seed(
+        "Morgan",
+        "Lindsay",
+        hours_ago=hours_back + 80,
+        reported_hours_ago=hours_back + 79,
+        assign=False,
+    )
 
     sign_in(page, cast.coordinator)
     nav = page.get_by_role("navigation", name="Main")
@@ -213,13 +262,15 @@ def test_coordinator_holds_huddle_discusses_item_and_it_moves_to_next_days_follo
     card.get_by_label("Follow-up agency").select_option(cast.outreach_agency)
     card.get_by_label("Discussion note").fill("Try the hostel first")
     card.get_by_role("button", name="Mark discussed").click()
-    expect(card.locator(".discussed-status")).to_contain_text(re.compile(r"Discussed, assigned to Hillcrest Futures"))
+    expect(card.locator(".discussed-status")).to_contain_text(
+        re.compile(r"Discussed, assigned to Hillcrest Futures")
+    )
     screenshot(page, "huddle-held")
 
     # CSV download works with the bearer token (fetch + blob) and names the incident.
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
-    csv_text = open(download.value.path(), encoding="utf-8").read()
+    csv_text = Path(download.value.path()).read_text(encoding="utf-8")
     assert item["id"] in csv_text
 
     # The next working day: among the follow-ups, no longer new.
@@ -230,20 +281,34 @@ def test_coordinator_holds_huddle_discusses_item_and_it_moves_to_next_days_follo
 
     # And the outreach worker of the assigned agency now has it in "My follow-ups".
     with live_server.client(cast.outreach_token) as c:
-        r = c.get("/v1/incidents", params={"status": "awaiting_contact", "assigned_agency_id": cast.outreach_agency})
+        r = c.get(
+            "/v1/incidents",
+            params={"status": "awaiting_contact", "assigned_agency_id": cast.outreach_agency},
+        )
         assert item["id"] in [i["id"] for i in r.json()["items"]]
 
 
 def test_alerts_panel_lists_open_alerts_and_acknowledges(page, live_server, cast, seed):
-    seed("Drew", "Ness", hours_ago=80)  # overdue: the sweep raises contact_overdue
-    from api.cli import main as nfod  # noqa: F401 - only to prove the CLI is importable
+    overdue = seed("Drew", "Ness", hours_ago=80)
+    live_server.sweep()  # the scheduler raises contact_overdue for it
 
     sign_in(page, cast.coordinator)
-    page.goto("/app/#/alerts")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
     expect(page.get_by_role("heading", name="Alerts", exact=True)).to_be_visible()
-    expect(page.locator("#alerts-status")).not_to_have_text("Loading alerts…")
+    link = page.locator(f'a[href="#/incident/{overdue["id"]}"]')
+    card = page.locator("#alerts-list > li").filter(has=link).filter(has_text="Contact overdue")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text("72-hour contact window has passed")
     assert no_sideways_scroll(page)
     screenshot(page, "alerts")
+
+    card.get_by_role("button", name=re.compile("^Acknowledge")).click()
+    expect(card).to_have_count(0)
+    with live_server.client(cast.coordinator_token) as c:
+        r = c.get("/v1/alerts", params={"state": "open", "incident_id": overdue["id"]})
+        assert "contact_overdue" not in [a["kind"] for a in r.json()["items"]]
+        r = c.get("/v1/alerts", params={"state": "acknowledged", "incident_id": overdue["id"]})
+        assert [a["kind"] for a in r.json()["items"]] == ["contact_overdue"]
 
 
 def test_screens_fit_a_phone_and_a_laptop(page, live_server, cast, seed):

@@ -89,10 +89,16 @@ export async function renderIncident(main, [incidentId]) {
   const canLog = ["outreach", "coordinator"].includes(state.me.role) && incident.follow_up.status !== "closed";
   if (canLog) formBox.append(contactForm(incidentId, incident, message, refresh));
 
+  // On a phone the form is below the details: one tap takes the worker straight to it.
+  const jump = canLog ? h("button", { type: "button", class: "btn btn-secondary", id: "jump-to-log", onclick: () => {
+    const firstChoice = formBox.querySelector("input");
+    formBox.scrollIntoView({ behavior: "smooth", block: "start" });
+    firstChoice?.focus({ preventScroll: true });
+  } }, "Log contact ↓") : null;
   clear(main,
     h("p", {}, h("a", { href: "#/follow-ups" }, "← Back to follow-ups")),
     h("h1", {}, personName(who), age !== null ? `, ${age}` : ""),
-    statusBox, message,
+    statusBox, jump,
     h("section", { class: "card", "aria-labelledby": "details-h" }, h("h2", { id: "details-h" }, "The overdose"), details),
     planBox, attemptsBox, formBox);
 
@@ -169,7 +175,9 @@ function contactForm(incidentId, incident, message, refresh) {
       h("label", { for: "notes" }, "Note ", h("span", { class: "hint" }, "(optional)")),
       h("p", { class: "field-error", id: "notes-error", hidden: true, "data-error-for": "notes" }),
       notes),
-    h("div", { class: "savebar" }, save));
+    h("div", { class: "savebar" }, message, save));
+  // The last result stays beside the button until the next attempt is started.
+  form.addEventListener("change", () => clear(message));
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
