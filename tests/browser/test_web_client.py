@@ -273,6 +273,14 @@ def test_coordinator_holds_huddle_discusses_item_and_it_moves_to_next_days_follo
     csv_text = Path(download.value.path()).read_text(encoding="utf-8")
     assert item["id"] in csv_text
 
+    # Print: the printable agenda (fetched with the token) opens from a blob URL.
+    with page.expect_popup() as popup:
+        page.get_by_role("button", name="Print agenda").click()
+    printable = popup.value
+    printable.wait_for_url(re.compile("^blob:"))
+    expect(printable.locator("body")).to_contain_text("Morgan Lindsay")
+    printable.close()
+
     # The next working day: among the follow-ups, no longer new.
     page.get_by_role("link", name=re.compile(r"^Next \(")).click()
     expect(page).to_have_url(re.compile(f"#/huddle/{d2}$"))

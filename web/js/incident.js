@@ -52,7 +52,7 @@ export async function renderIncident(main, [incidentId]) {
       h("strong", {}, `${label(METHODS, item.body.method)}: ${label(OUTCOMES, item.body.outcome)}`), " ",
       h("span", { class: "meta" }, fmtDateTime(item.body.attempted_at)), " ",
       item.state === "waiting"
-        ? h("span", { class: "badge waiting" }, "⏳ waiting to send")
+        ? h("span", { class: "badge waiting" }, "waiting to send")
         : [h("span", { class: "badge failed" }, "✖ not accepted"),
           h("p", { class: "field-error" }, describeProblem(item.problem)),
           h("button", { type: "button", class: "btn btn-danger", onclick: () => { outbox.remove(item.key); announce("Discarded."); } }, "Discard")]));
@@ -221,7 +221,7 @@ function contactForm(incidentId, incident, message, refresh) {
       when.value = toLocalInput(new Date());
       whenTouched = false;
       clear(message, h("p", { class: "status-line warn", id: "waiting-message" },
-        "⏳ Saved on this device, waiting to send. It will be sent automatically when the connection returns."));
+        "Saved on this device, waiting to send. It will be sent automatically when the connection returns."));
       announce("No connection. The contact is waiting to send.");
     } else {
       // The service refused it (422 and the like): not queued; show why next to the fields.
