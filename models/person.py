@@ -18,6 +18,8 @@ class Person(Base):
     __table_args__ = (
         Index("ix_persons_name_key_date_of_birth", "name_key", "date_of_birth"),
         Index("ix_persons_family_key", "family_key"),
+        # Weak matching looks up people born on the same (or day/month-swapped) date.
+        Index("ix_persons_date_of_birth", "date_of_birth"),
     )
 
     id: Mapped[str] = id_column()

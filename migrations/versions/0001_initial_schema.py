@@ -114,6 +114,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.create_index('ix_persons_family_key', ['family_key'], unique=False)
+        batch_op.create_index('ix_persons_date_of_birth', ['date_of_birth'], unique=False)
         batch_op.create_index(batch_op.f('ix_persons_merged_into_id'), ['merged_into_id'], unique=False)
         batch_op.create_index('ix_persons_name_key_date_of_birth', ['name_key', 'date_of_birth'], unique=False)
 
@@ -437,6 +438,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_persons_name_key_date_of_birth')
         batch_op.drop_index(batch_op.f('ix_persons_merged_into_id'))
         batch_op.drop_index('ix_persons_family_key')
+        batch_op.drop_index('ix_persons_date_of_birth')
 
     op.drop_table('persons')
     with op.batch_alter_table('login_failures', schema=None) as batch_op:

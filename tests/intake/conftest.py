@@ -81,3 +81,25 @@ def body(clock):
 
     make.n = 0
     return make
+
+
+def make_chi(dob: str, serial: int = 123, scheme: str = "mod11") -> str:
+    """A valid CHI for a date of birth (YYYY-MM-DD): DDMMYY + a 3-digit serial + check digit."""
+    y, m, d = dob.split("-")
+    for s in range(serial, serial + 20):
+        stem = f"{d}{m}{y[2:]}{s % 1000:03d}"
+        digits = [int(c) for c in stem]
+        if scheme == "mod11":
+            check = 11 - sum(x * w for x, w in zip(digits, range(10, 1, -1), strict=True)) % 11
+            if check == 11:
+                check = 0
+            if check == 10:
+                continue
+        else:
+            total = sum(
+                (x * 2 - 9 if x * 2 > 9 else x * 2) if i % 2 == 0 else x
+                for i, x in enumerate(digits)
+            )
+            check = (10 - total % 10) % 10
+        return f"{stem}{check}"
+    raise AssertionError("no CHI found")
