@@ -25,7 +25,9 @@ from api.app import create_app
 from services import migrations
 from services.config import Settings
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get(
+    "NFOD_TEST_CHROMIUM", "/usr/bin/chromium"
+)  # override only to test the skip
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 ADMIN_PASSWORD = "browser-admin-password-1"

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import (
     LAPTOP,
+    PASSWORD,
     PHONE,
     no_sideways_scroll,
     screenshot,
@@ -325,3 +326,31 @@ def test_screens_fit_a_phone_and_a_laptop(page, live_server, cast, seed):
         page.goto("/app/")
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         assert no_sideways_scroll(page)
+
+
+def test_keyboard_only_sign_in_and_contact_with_visible_focus(page, live_server, cast, seed):
+    incident = seed("Kit", "Munro", hours_ago=12)
+    page.goto("/app/")
+    page.get_by_label("Username").wait_for()
+    page.keyboard.type(cast.outreach)  # the username field has focus on arrival
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="My follow-ups")).to_be_focused()
+    link = page.locator(f'[data-incident-id="{incident["id"]}"] a')
+    link.focus()
+    # The focused element is visibly marked (the yellow halo), not just by the browser default.
+    assert "255, 221, 0" in link.evaluate("el => getComputedStyle(el).boxShadow")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=re.compile("Kit Munro"))).to_be_focused()
+    page.get_by_role("button", name="Log contact ↓").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("radio", name="Phone")).to_be_focused()
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")  # to the next radio group
+    expect(page.get_by_role("radio", name="Contacted")).to_be_focused()
+    page.keyboard.press("Space")
+    page.keyboard.press("Enter")  # implicit submission from the form
+    expect(page.locator("#follow-up-state")).to_have_text("Contacted")
+    saved = contacts_on_server(live_server, cast.outreach_token, incident["id"])
+    assert [(c["method"], c["outcome"]) for c in saved] == [("phone", "contacted")]

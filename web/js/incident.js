@@ -83,6 +83,7 @@ export async function renderIncident(main, [incidentId]) {
     ["Notified by", await agencyName(incident.source_agency_id)],
     ["Assigned to", await agencyName(incident.follow_up.assigned_agency_id)],
     ["Phone", who?.phone],
+    ["Overdoses on record", person?.incident_count > 1 ? `${person.incident_count} (this is a repeat)` : person?.incident_count],
     ["Notes", incident.notes],
   ]);
 
