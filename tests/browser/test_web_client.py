@@ -308,6 +308,7 @@ def test_alerts_panel_lists_open_alerts_and_acknowledges(page, live_server, cast
     card = page.locator("#alerts-list > li").filter(has=link).filter(has_text="Contact overdue")
     expect(card).to_have_count(1)
     expect(card).to_contain_text("72-hour contact window has passed")
+    expect(card.locator(".alert-subject")).to_contain_text("Drew Ness")
     assert no_sideways_scroll(page)
     screenshot(page, "alerts")
 

@@ -1,8 +1,8 @@
 // Coordinator: open alerts with Acknowledge. Used as its own screen and as a panel
 // on the huddle page.
-import { api, getAll, plainError } from "./api.js";
+import { api, getAll, inBatches, plainError } from "./api.js";
 import { announce, clear, h } from "./dom.js";
-import { ALERT_KINDS, fmtDateTime, label } from "./format.js";
+import { ALERT_KINDS, fmtDateTime, label, personName, where } from "./format.js";
 
 export async function renderAlerts(main) {
   const panel = h("section", { id: "alerts-panel", "aria-labelledby": "alerts-h" });
@@ -45,8 +45,9 @@ export async function alertsPanel(box) {
   clear(list, alerts.map((alert) => {
     const error = h("p", { class: "field-error", role: "alert", hidden: true });
     const button = h("button", { type: "button", class: "btn btn-secondary" }, "Acknowledge");
-    const li = h("li", { class: `card${alert.kind === "contact_overdue" || alert.kind === "cluster" ? " is-overdue" : ""}`, "data-alert-id": alert.id },
+    const li = h("li", { class: `card${alert.kind === "contact_overdue" || alert.kind === "cluster" ? " is-overdue" : ""}`, "data-alert-id": alert.id, "data-incident-id": alert.incident_id },
       h("h3", {}, label(ALERT_KINDS, alert.kind)),
+      alert.incident_id ? h("p", { class: "alert-subject counts" }) : null,
       h("p", {}, describe(alert)),
       h("p", { class: "meta" }, `Raised ${fmtDateTime(alert.raised_at)}`),
       alert.incident_id ? h("p", { class: "meta" }, h("a", { href: `#/incident/${encodeURIComponent(alert.incident_id)}` }, "Open the follow-up")) : null,
@@ -70,4 +71,15 @@ export async function alertsPanel(box) {
     });
     return li;
   }));
+  // Who and where, so identical kinds can be told apart: a few incident reads at a time.
+  const incidentIds = new Set(alerts.map((a) => a.incident_id).filter(Boolean));
+  await inBatches([...incidentIds], 4, async (incidentId) => {
+    let text = "";
+    try {
+      const incident = await api(`/v1/incidents/${encodeURIComponent(incidentId)}`);
+      text = `${personName(incident.person)} · overdose ${fmtDateTime(incident.occurred_at)}${where(incident) ? ` · ${where(incident)}` : ""}`;
+    } finally {
+      for (const el of list.querySelectorAll(`li[data-incident-id="${CSS.escape(incidentId)}"] .alert-subject`)) el.textContent = text;
+    }
+  });
 }
