@@ -258,6 +258,8 @@ def test_coordinator_holds_huddle_discusses_item_and_it_moves_to_next_days_follo
     screenshot(page, "huddle-live")
 
     page.get_by_role("button", name="Hold meeting").click()
+    expect(page.locator("#hold-confirm")).to_contain_text("freezes this agenda")
+    page.get_by_role("button", name="Yes, hold meeting now").click()
     expect(page.locator("#held-status")).to_contain_text("Meeting held")
     expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
     card.get_by_label("Follow-up agency").select_option(cast.outreach_agency)

@@ -30,8 +30,12 @@ function allowed(role, name) {
 }
 
 /** Show a view: run the old view's cleanup, render the new one, move focus to its heading. */
+let currentRoute = null;
 async function route() {
   if (cleanup) { cleanup(); cleanup = null; }
+  // Remember where the worker came from (for "Back" links), never an incident page itself.
+  if (currentRoute && !currentRoute.startsWith("#/incident/") && currentRoute !== location.hash) state.previousRoute = currentRoute;
+  currentRoute = location.hash;
   if (!state.me) { renderSignIn(); return; }
   const [name, ...params] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   const home = screensFor(state.me.role)[0]?.[0];

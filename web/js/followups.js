@@ -1,6 +1,6 @@
 // "My follow-ups" (outreach: my agency's open follow-ups) and, for coordinators,
 // every open follow-up with an agency filter. Soonest deadline first, live countdowns.
-import { getAll, inBatches, plainError } from "./api.js";
+import { api, getAll, inBatches, plainError } from "./api.js";
 import { clear, h } from "./dom.js";
 import { countdown, fmtDateTime, label, METHODS, OUTCOMES, personAge, personName, where } from "./format.js";
 import * as outbox from "./outbox.js";
@@ -68,11 +68,25 @@ export async function renderFollowUps(main) {
         : "No open follow-ups. Nothing is waiting for contact.";
       cards = new Map(incidents.map((incident) => [incident.id, card(incident)]));
       clear(list, [...cards.values()].map((c) => c.li));
-      // Last attempts: a few requests at a time, filled in as they arrive.
-      await inBatches(incidents, 4, async (incident) => {
-        const contacts = await getAll(`/v1/incidents/${encodeURIComponent(incident.id)}/contacts`);
-        if (mine === generation) cards.get(incident.id).showLast(contacts[contacts.length - 1]);
-      });
+      // Last attempts, and the person record where the notification lacked a name or date of
+      // birth: a few requests at a time (never one burst per row), filled in as they arrive.
+      const needPerson = new Map();
+      for (const i of incidents) {
+        const p = i.person || {};
+        if (i.person_id && !((p.given_name || p.family_name) && p.date_of_birth)) {
+          needPerson.set(i.person_id, [...(needPerson.get(i.person_id) || []), i.id]);
+        }
+      }
+      await inBatches([...incidents.map((i) => ["contacts", i.id]), ...[...needPerson.keys()].map((id) => ["person", id])], 4,
+        async ([kind, id]) => {
+          if (kind === "contacts") {
+            const contacts = await getAll(`/v1/incidents/${encodeURIComponent(id)}/contacts`);
+            if (mine === generation) cards.get(id).showLast(contacts[contacts.length - 1]);
+          } else {
+            const person = await api(`/v1/persons/${encodeURIComponent(id)}`);
+            if (mine === generation) for (const incidentId of needPerson.get(id)) cards.get(incidentId).showPerson(person);
+          }
+        });
     } catch (error) {
       if (mine === generation) status.textContent = plainError(error);
     } finally {
@@ -81,8 +95,13 @@ export async function renderFollowUps(main) {
   }
 
   function card(incident) {
-    const person = incident.person; // the person block as notified; enough for a list
-    const age = personAge(person);
+    const person = incident.person; // the person block as notified; usually enough for a list
+    const heading = h("h3", {});
+    const showPerson = (p) => {
+      const age = personAge(p);
+      heading.textContent = `${personName(p)}${age !== null ? `, ${age}` : ""}`;
+    };
+    showPerson(person);
     const due = countdownEl(incident.contact_due_at);
     const last = h("p", { class: "meta last-attempt" }, "Last attempt: checking…");
     const pending = h("p", { class: "meta pending" });
@@ -99,7 +118,7 @@ export async function renderFollowUps(main) {
     const li = h("li", { class: `card followup${countdown(incident.contact_due_at).overdue ? " is-overdue" : ""}`, "data-incident-id": incident.id },
       h("a", { class: "card-link", href: `#/incident/${encodeURIComponent(incident.id)}` },
         h("div", { class: "top" },
-          h("h3", {}, personName(person), age !== null ? `, ${age}` : ""),
+          heading,
           due),
         h("p", { class: "meta" }, "Overdose ", fmtDateTime(incident.occurred_at), where(incident) ? ` · ${where(incident)}` : ""),
         last, pending));
@@ -111,6 +130,7 @@ export async function renderFollowUps(main) {
           : "No attempts yet";
       },
       showPending,
+      showPerson,
     };
   }
 

@@ -42,9 +42,17 @@ export async function renderHuddle(main, [dateParam]) {
     const holdError = h("p", { class: "form-error", role: "alert", hidden: true, id: "hold-error" });
     const actions = h("div", { class: "btn-row" });
     if (!agenda.held) {
+      // Holding freezes the agenda for good, so it takes a second, explicit tap.
       const hold = h("button", { type: "button", class: "btn", id: "hold-meeting" }, "Hold meeting");
-      hold.addEventListener("click", async () => {
-        hold.disabled = true;
+      const confirmHold = h("button", { type: "button", class: "btn", id: "confirm-hold" }, "Yes, hold meeting now");
+      const cancel = h("button", { type: "button", class: "btn btn-quiet" }, "Cancel");
+      const confirmBox = h("div", { class: "status-line warn", id: "hold-confirm", hidden: true },
+        h("p", {}, "Holding the meeting freezes this agenda: later notifications go to the next one."),
+        h("div", { class: "btn-row" }, confirmHold, cancel));
+      hold.addEventListener("click", () => { confirmBox.hidden = false; hold.hidden = true; confirmHold.focus(); });
+      cancel.addEventListener("click", () => { confirmBox.hidden = true; hold.hidden = false; hold.focus(); });
+      confirmHold.addEventListener("click", async () => {
+        confirmHold.disabled = true;
         try {
           await api("/v1/huddles", { method: "POST", json: { date } });
           agenda = await api(`/v1/huddles/${date}/agenda`);
@@ -54,10 +62,10 @@ export async function renderHuddle(main, [dateParam]) {
         } catch (error) {
           holdError.textContent = plainError(error);
           holdError.hidden = false;
-          hold.disabled = false;
+          confirmHold.disabled = false;
         }
       });
-      actions.append(hold, h("button", { type: "button", class: "btn btn-secondary", onclick: () => window.print() }, "Print this page"));
+      actions.append(hold, h("button", { type: "button", class: "btn btn-secondary", onclick: () => window.print() }, "Print this page"), confirmBox);
     } else {
       actions.append(
         h("button", { type: "button", class: "btn btn-secondary", id: "print-agenda", onclick: () => openPrintable(agenda.huddle_id, holdError) }, "Print agenda"),

@@ -97,7 +97,7 @@ export async function renderIncident(main, [incidentId]) {
     firstChoice?.focus({ preventScroll: true });
   } }, "Log contact ↓") : null;
   clear(main,
-    h("p", {}, h("a", { href: "#/follow-ups" }, "← Back to follow-ups")),
+    h("p", {}, h("a", { href: state.previousRoute || "#/follow-ups" }, state.previousRoute?.startsWith("#/huddle") ? "← Back to the huddle" : state.previousRoute?.startsWith("#/alerts") ? "← Back to alerts" : "← Back to follow-ups")),
     h("h1", {}, personName(who), age !== null ? `, ${age}` : ""),
     statusBox, jump,
     h("section", { class: "card", "aria-labelledby": "details-h" }, h("h2", { id: "details-h" }, "The overdose"), details),

@@ -1,7 +1,7 @@
 // What the whole client shares: the signed-in user and a cache of agency names.
 import { getAll } from "./api.js";
 
-export const state = { me: null, agencies: null };
+export const state = { me: null, agencies: null, previousRoute: null };
 
 /** Agencies as a list (cached for the session; any signed-in user may read them). */
 export async function agencies() {
