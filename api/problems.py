@@ -106,7 +106,11 @@ def log_unhandled(exc: BaseException) -> None:
         "unhandled error",
         extra={
             "error_type": type(exc).__name__,
-            "frames": "".join(traceback.format_tb(exc.__traceback__))[-4000:],
+            # file:line in function, innermost last; no source lines, no locals, no message.
+            "frames": [
+                f"{frame.filename}:{frame.lineno} in {frame.name}"
+                for frame in traceback.extract_tb(exc.__traceback__)
+            ][-25:],
         },
     )
 

@@ -1,0 +1,237 @@
+"""Signing in, throttling, token death on deactivation, API keys."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select, text
+
+from models.api_client import ApiClient
+from models.audit import AuditEntry
+from services import security
+from tests.conftest import TEST_PASSWORD, assert_problem
+from tests.platform.conftest import login
+
+
+def test_login_returns_a_working_bearer_token(client, factory):
+    user = factory.user("coordinator")
+    r = login(client, user.username, TEST_PASSWORD)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 8 * 3600
+    me = client.get("/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    assert me.json() == {
+        "id": user.id,
+        "username": user.username,
+        "role": "coordinator",
+        "agency_id": None,
+        "display_name": user.username,
+        "kind": "user",
+    }
+
+
+def test_grant_type_password_may_be_sent_or_omitted(client, factory):
+    user = factory.user("analyst")
+    assert login(client, user.username, TEST_PASSWORD, grant_type="password").status_code == 200
+    assert login(client, user.username, TEST_PASSWORD).status_code == 200
+    assert_problem(
+        login(client, user.username, TEST_PASSWORD, grant_type="client_credentials"), 422
+    )
+
+
+class _CountingHasher:
+    def __init__(self, inner):
+        self.inner = inner
+        self.verified = 0
+
+    def verify(self, *args):
+        self.verified += 1
+        return self.inner.verify(*args)
+
+    def hash(self, *args):
+        return self.inner.hash(*args)
+
+
+def test_unknown_user_and_wrong_password_are_indistinguishable(client, factory, monkeypatch):
+    user = factory.user("coordinator")
+    counting = _CountingHasher(security._hasher)
+    monkeypatch.setattr(security, "_hasher", counting)
+
+    def attempt(username, password):
+        before = counting.verified
+        started = time.perf_counter()
+        r = login(client, username, password)
+        return r, counting.verified - before, time.perf_counter() - started
+
+    wrong, wrong_hashes, wrong_time = attempt(user.username, "not the password")
+    unknown, unknown_hashes, unknown_time = attempt("nobody-at-all", "not the password")
+    for r in (wrong, unknown):
+        assert_problem(r, 401)
+    assert wrong.json() == unknown.json()
+    assert wrong.headers.get("www-authenticate") == unknown.headers.get("www-authenticate")
+    # both run one argon2 verification, so they cost comparable time
+    assert wrong_hashes == unknown_hashes == 1
+    assert 0.2 < wrong_time / unknown_time < 5
+
+
+def test_login_failures_are_audited_without_the_username_or_password(client, factory, session):
+    user = factory.user("coordinator")
+    login(client, user.username, "bad password 1")
+    login(client, "ghost", "bad password 2")
+    entries = session.execute(
+        select(AuditEntry).where(AuditEntry.action == "login_failed")
+    ).scalars()
+    entries = list(entries)
+    assert len(entries) == 2
+    assert {e.subject_id for e in entries} == {user.id, None}
+    for e in entries:
+        assert e.actor_type == "anonymous" and e.client_addr
+        assert "ghost" not in str(e.details) and "bad password" not in str(e.details)
+
+
+def test_throttled_per_username_after_ten_failures(client, factory, clock):
+    user = factory.user("coordinator")
+    for _ in range(10):
+        assert_problem(login(client, user.username, "wrong password"), 401)
+        clock.advance(seconds=30)
+    r = login(client, user.username, TEST_PASSWORD)  # even the right password
+    assert_problem(r, 429)
+    retry = int(r.headers["retry-after"])
+    # the oldest failure leaves the 15-minute window 15 min after it was made
+    assert retry == 15 * 60 - 10 * 30
+    # another user is not affected
+    other = factory.user("analyst")
+    assert login(client, other.username, TEST_PASSWORD).status_code == 200
+    clock.advance(seconds=retry - 1)
+    assert_problem(login(client, user.username, TEST_PASSWORD), 429)
+    clock.advance(seconds=1)
+    assert login(client, user.username, TEST_PASSWORD).status_code == 200
+
+
+def test_unknown_usernames_are_throttled_too(client, clock):
+    for _ in range(10):
+        assert_problem(login(client, "ghost", "guess"), 401)
+    r = login(client, "ghost", "guess")
+    assert_problem(r, 429)
+    assert 0 < int(r.headers["retry-after"]) <= 15 * 60
+
+
+def test_success_resets_the_username_count(client, factory):
+    user = factory.user("coordinator")
+    for _ in range(9):
+        assert_problem(login(client, user.username, "wrong password"), 401)
+    assert login(client, user.username, TEST_PASSWORD).status_code == 200
+    for _ in range(9):
+        assert_problem(login(client, user.username, "wrong password"), 401)
+    assert login(client, user.username, TEST_PASSWORD).status_code == 200
+
+
+def test_throttled_per_client_address(make_client, factory, clock):
+    c = make_client(login_max_failures_per_address=5)
+    users = [factory.user("analyst") for _ in range(6)]
+    for u in users[:5]:
+        assert_problem(login(c, u.username, "wrong password"), 401)
+    # a new username from the same address is refused, even with the right password
+    r = login(c, users[5].username, TEST_PASSWORD)
+    assert_problem(r, 429)
+    assert int(r.headers["retry-after"]) > 0
+    clock.advance(minutes=15, seconds=1)
+    assert login(c, users[5].username, TEST_PASSWORD).status_code == 200
+
+
+def test_deactivation_kills_tokens_and_blocks_login(client, factory, admin):
+    user = factory.user("coordinator")
+    r = login(client, user.username, TEST_PASSWORD)
+    issued = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert client.get("/v1/users/me", headers=issued).status_code == 200
+    assert client.get("/v1/users/me", headers=user.headers).status_code == 200
+
+    r = client.patch(f"/v1/users/{user.id}", json={"active": False}, headers=admin.headers)
+    assert r.status_code == 200 and r.json()["active"] is False
+    assert_problem(client.get("/v1/users/me", headers=issued), 401)
+    assert_problem(client.get("/v1/users/me", headers=user.headers), 401)
+    # the right password no longer works, and answers like a wrong one
+    refused = login(client, user.username, TEST_PASSWORD)
+    assert_problem(refused, 401)
+    assert refused.json() == login(client, user.username, "wrong password").json()
+    # reactivated: old tokens stay dead, new sign-in works
+    client.patch(f"/v1/users/{user.id}", json={"active": True}, headers=admin.headers)
+    assert_problem(client.get("/v1/users/me", headers=issued), 401)
+    assert login(client, user.username, TEST_PASSWORD).status_code == 200
+
+
+def test_password_or_role_change_kills_tokens(client, factory, admin):
+    user = factory.user("coordinator")
+    client.patch(f"/v1/users/{user.id}", json={"role": "analyst"}, headers=admin.headers)
+    assert_problem(client.get("/v1/users/me", headers=user.headers), 401)
+    r = login(client, user.username, TEST_PASSWORD)
+    token = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert client.get("/v1/users/me", headers=token).json()["role"] == "analyst"
+    client.patch(
+        f"/v1/users/{user.id}", json={"password": "a brand new password"}, headers=admin.headers
+    )
+    assert_problem(client.get("/v1/users/me", headers=token), 401)
+    assert login(client, user.username, "a brand new password").status_code == 200
+
+
+def test_admin_cannot_deactivate_themself(client, admin):
+    r = client.patch(f"/v1/users/{admin.id}", json={"active": False}, headers=admin.headers)
+    assert_problem(r, 409)
+    assert client.get("/v1/users/me", headers=admin.headers).status_code == 200
+
+
+def test_tokens_expire(client, factory, clock):
+    user = factory.user("coordinator")
+    clock.advance(hours=8, seconds=-1)
+    assert client.get("/v1/users/me", headers=user.headers).status_code == 200
+    clock.advance(seconds=1)
+    assert_problem(client.get("/v1/users/me", headers=user.headers), 401)
+
+
+def test_token_from_another_secret_is_refused(client, factory, clock):
+    user = factory.user("coordinator")
+    forged = security.issue_token(
+        "some-other-secret-key-of-sufficient-length!!",
+        user_id=user.id,
+        version=0,
+        now=clock(),
+        ttl=600,
+    )
+    assert_problem(client.get("/v1/users/me", headers={"Authorization": f"Bearer {forged}"}), 401)
+
+
+def test_api_key_is_shown_once_stored_hashed_and_revoked_at_once(client, admin, factory, engine):
+    agency_id = factory.agency()
+    r = client.post(
+        "/v1/clients", json={"name": "SAS feed", "agency_id": agency_id}, headers=admin.headers
+    )
+    assert r.status_code == 201, r.text
+    created = r.json()
+    key = created["api_key"]
+    assert key.startswith("nfod_") and len(key) > 40
+    headers = {"Authorization": f"Bearer {key}"}
+    me = client.get("/v1/users/me", headers=headers).json()
+    assert me["role"] == "partner" and me["agency_id"] == agency_id and me["kind"] == "client"
+
+    # shown once: never in a listing; stored only as a hash
+    listing = client.get("/v1/clients", headers=admin.headers)
+    assert key not in listing.text and "api_key" not in listing.json()["items"][0]
+    with engine.connect() as conn:
+        for table in ("api_clients", "audit_log"):
+            for row in conn.execute(text(f"SELECT * FROM {table}")):  # noqa: S608
+                assert not any(key in str(value) for value in row), table
+        stored = conn.execute(select(ApiClient.key_hash)).scalar_one()
+    assert stored == security.hash_api_key(key) and stored != key
+
+    r = client.delete(f"/v1/clients/{created['id']}", headers=admin.headers)
+    assert r.status_code == 204
+    assert_problem(client.get("/v1/users/me", headers=headers), 401)
+    # revoking again is harmless
+    assert client.delete(f"/v1/clients/{created['id']}", headers=admin.headers).status_code == 204
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Token abc", "bearer", ""])
+def test_malformed_authorization_headers_are_401(client, header):
+    assert_problem(client.get("/v1/users/me", headers={"Authorization": header}), 401)
