@@ -79,7 +79,7 @@ class IncidentCreate(RequestModel):
 
 
 class IncidentBatch(RequestModel):
-    incidents: list[dict[str, Any]] = Field(min_length=1, max_length=500)
+    incidents: list[Any] = Field(min_length=1, max_length=500)
 
 
 class FollowUpClose(RequestModel):

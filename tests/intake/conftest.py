@@ -51,8 +51,7 @@ def body(clock):
     def make(**overrides):
         now = clock()
         data = {
-            "source_ref": overrides.pop("source_ref", None)
-            or f"SAS-{now.timestamp():.0f}-{make.n}",
+            "source_ref": f"SAS-{now.timestamp():.0f}-{make.n}",
             "occurred_at": iso(now - timedelta(hours=3)),
             "reported_at": iso(now - timedelta(hours=2)),
             "location": {"description": "Hilltown flats stairwell", "postcode": "dd3 7aa"},
@@ -103,3 +102,13 @@ def make_chi(dob: str, serial: int = 123, scheme: str = "mod11") -> str:
             check = (10 - total % 10) % 10
         return f"{stem}{check}"
     raise AssertionError("no CHI found")
+
+
+def count(session, model, *where) -> int:
+    """Count rows, then end the transaction (SQLite: release the write lock for the app)."""
+    from sqlalchemy import func, select
+
+    try:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+    finally:
+        session.rollback()

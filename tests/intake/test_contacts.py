@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
-
 from models.contact import ContactAttempt
 from tests.conftest import assert_problem
-from tests.intake.conftest import iso
+from tests.intake.conftest import count, iso
 
 
 def _incident(client, cast, body, **kw):
@@ -109,4 +107,4 @@ def test_attempt_time_rules(client, cast, body, clock, session):
             f"/v1/incidents/{inc['id']}/contacts", json=payload, headers=cast.outreach_b.headers
         )
         assert_problem(r, 422)
-    assert session.scalar(select(func.count()).select_from(ContactAttempt)) == 0
+    assert count(session, ContactAttempt) == 0

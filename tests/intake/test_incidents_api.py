@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from models.incident import Incident, IncidentSubstance
 from models.person import Person
 from tests.conftest import assert_problem
-from tests.intake.conftest import iso
+from tests.intake.conftest import count, iso
 
 
 def test_create_returns_the_incident_in_utc_with_its_deadline(client, cast, body, clock):
@@ -64,7 +64,7 @@ def test_only_occurred_at_is_required_and_reported_at_defaults_to_now(client, ca
     inc = r.json()
     assert inc["reported_at"] == iso(clock())
     assert inc["person_id"] is None and inc["person"] is None and inc["substances"] == []
-    assert session.scalar(select(func.count()).select_from(Person)) == 0
+    assert count(session, Person) == 0
 
 
 def test_overdue_is_computed_at_read_time(client, cast, body, clock):

@@ -1,0 +1,284 @@
+"""Retries never duplicate: Idempotency-Key, source_ref dedupe, parallel duplicates, batch."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from models.contact import ContactAttempt
+from models.idempotency import IdempotencyRecord
+from models.incident import Incident
+from models.person import Person
+from services import idempotency
+from tests.conftest import assert_problem
+from tests.intake.conftest import count, iso
+
+
+def test_same_key_same_body_replays_the_original_answer(client, cast, body, session):
+    data = body()
+    h = cast.partner_a.headers | {"Idempotency-Key": "abc-1"}
+    first = client.post("/v1/incidents", json=data, headers=h)
+    assert first.status_code == 201
+    again = client.post("/v1/incidents", json=data, headers=h)
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.headers["location"] == first.headers["location"]
+    assert count(session, Incident) == 1
+
+
+def test_same_key_other_body_is_422(client, cast, body, session):
+    h = cast.partner_a.headers | {"Idempotency-Key": "abc-2"}
+    assert client.post("/v1/incidents", json=body(), headers=h).status_code == 201
+    r = client.post("/v1/incidents", json=body(notes="different"), headers=h)
+    assert_problem(r, 422)
+    assert count(session, Incident) == 1
+
+
+def test_keys_are_per_caller(client, cast, body, session):
+    data = body(source_ref="SAME-REF")
+    a = client.post(
+        "/v1/incidents", json=data, headers=cast.partner_a.headers | {"Idempotency-Key": "k"}
+    )
+    b = client.post(
+        "/v1/incidents", json=data, headers=cast.partner_b.headers | {"Idempotency-Key": "k"}
+    )
+    assert a.status_code == b.status_code == 201
+    assert a.json()["id"] != b.json()["id"]
+    assert count(session, Incident) == 2
+
+
+def _marker(session, principal_key, key, *, now, lease_s, body_hash="x", path="/v1/incidents"):
+    session.add(
+        IdempotencyRecord(
+            principal_key=principal_key,
+            key=key,
+            method="POST",
+            path=path,
+            request_hash=body_hash,
+            status_code=None,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            created_at=now,
+            expires_at=now + timedelta(hours=48),
+        )
+    )
+    session.commit()
+
+
+def _hash(data):
+    from fastapi.encoders import jsonable_encoder
+
+    from api.schemas.incidents import IncidentCreate
+    from services.intake import canonical_hash
+
+    model = IncidentCreate.model_validate(data)
+    return canonical_hash(
+        {"body": jsonable_encoder(model.model_dump(mode="json", exclude_unset=True))}
+    )
+
+
+def test_in_flight_duplicate_is_409_and_expired_lease_is_taken_over(
+    client, cast, body, session, clock
+):
+    data = body()
+    key = f"client:{cast.partner_a.id}"
+    _marker(session, key, "busy", now=clock(), lease_s=30, body_hash=_hash(data))
+    h = cast.partner_a.headers | {"Idempotency-Key": "busy"}
+    r = client.post("/v1/incidents", json=data, headers=h)
+    assert_problem(r, 409)
+    assert int(r.headers["retry-after"]) >= 1
+    assert count(session, Incident) == 0
+    clock.advance(seconds=31)  # the first attempt died holding the lease
+    r = client.post("/v1/incidents", json=data, headers=h)
+    assert r.status_code == 201, r.text
+    rec = session.execute(select(IdempotencyRecord)).scalar_one()
+    assert rec.status_code == 201 and rec.response_body["id"] == r.json()["id"]
+    session.rollback()
+    assert client.post("/v1/incidents", json=data, headers=h).json()["id"] == r.json()["id"]
+    assert count(session, Incident) == 1
+
+
+def test_failed_work_releases_the_key(client, cast, body, session, clock):
+    h = cast.partner_a.headers | {"Idempotency-Key": "retry-me"}
+    bad = body(occurred_at=iso(clock() + timedelta(hours=1)), reported_at=...)
+    assert_problem(client.post("/v1/incidents", json=bad, headers=h), 422)
+    assert count(session, IdempotencyRecord) == 0
+    # the same key can be used again (a corrected body is a new request)
+    assert client.post("/v1/incidents", json=body(), headers=h).status_code == 201
+
+
+def test_keys_are_kept_48_hours_then_purged(client, cast, body, session, clock):
+    h = cast.partner_a.headers | {"Idempotency-Key": "old"}
+    first = client.post("/v1/incidents", json=body(), headers=h).json()
+    rec = session.execute(select(IdempotencyRecord)).scalar_one()
+    assert rec.expires_at - rec.created_at == timedelta(hours=48)
+    assert idempotency.purge_expired(session, clock() + timedelta(hours=47)) == 0
+    assert idempotency.purge_expired(session, clock() + timedelta(hours=48)) == 1
+    session.commit()
+    clock.advance(hours=49)
+    # after retention the key is forgotten: the source_ref still deduplicates (200, same incident)
+    r = client.post(
+        "/v1/incidents",
+        json=body(
+            source_ref=first["source_ref"],
+            occurred_at=first["occurred_at"],
+            reported_at=first["reported_at"],
+        ),
+        headers=h,
+    )
+    assert r.status_code in (200, 409)
+
+
+def test_idempotency_key_must_be_sane(client, cast, body):
+    r = client.post(
+        "/v1/incidents",
+        json=body(),
+        headers=cast.partner_a.headers | {"Idempotency-Key": "x" * 300},
+    )
+    assert_problem(r, 422)
+
+
+def test_contacts_are_idempotent(client, cast, body, session, clock):
+    inc = client.post(
+        "/v1/incidents", json=body(), headers=cast.coordinator.headers | {}, params={}
+    )
+    inc = client.post("/v1/incidents", json=body(), headers=cast.partner_a.headers).json()
+    payload = {"attempted_at": iso(clock()), "method": "street", "outcome": "contacted"}
+    h = cast.coordinator.headers | {"Idempotency-Key": "walk-1"}
+    a = client.post(f"/v1/incidents/{inc['id']}/contacts", json=payload, headers=h)
+    b = client.post(f"/v1/incidents/{inc['id']}/contacts", json=payload, headers=h)
+    assert a.status_code == b.status_code == 201 and a.json() == b.json()
+    assert count(session, ContactAttempt) == 1
+
+
+# --- source_ref ------------------------------------------------------------------------
+
+
+def test_source_ref_identical_repeat_is_200_and_different_body_409(client, cast, body, session):
+    data = body(source_ref="SAS-1")
+    first = client.post("/v1/incidents", json=data, headers=cast.partner_a.headers)
+    assert first.status_code == 201
+    again = client.post("/v1/incidents", json=data, headers=cast.partner_a.headers)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    other = client.post(
+        "/v1/incidents", json={**data, "notes": "changed"}, headers=cast.partner_a.headers
+    )
+    problem = assert_problem(other, 409)
+    assert problem["existing_id"] == first.json()["id"] and first.json()["id"] in str(problem)
+    # another agency's same source_ref is its own incident
+    b = client.post("/v1/incidents", json=data, headers=cast.partner_b.headers)
+    assert b.status_code == 201
+    assert count(session, Incident) == 2
+
+
+def test_equivalent_bodies_are_identical(client, cast, body):
+    data = body(
+        source_ref="SAS-EQ", occurred_at="2026-11-01T10:00:00Z", reported_at="2026-11-01T11:00:00Z"
+    )
+    first = client.post("/v1/incidents", json=data, headers=cast.partner_a.headers)
+    same = {
+        **data,
+        "occurred_at": "2026-11-01T11:00:00+01:00",
+        "reported_at": "2026-11-01T12:00:00+01:00",
+    }
+    again = client.post("/v1/incidents", json=same, headers=cast.partner_a.headers)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+
+
+def test_twelve_parallel_identical_requests_create_one_incident(client, cast, body, session):
+    data = body(source_ref="SAS-PAR")
+    results: list[int] = []
+    ids: set[str] = set()
+    barrier = threading.Barrier(12)
+
+    def go():
+        barrier.wait()
+        r = client.post("/v1/incidents", json=data, headers=cast.partner_a.headers)
+        results.append(r.status_code)
+        if r.status_code in (200, 201):
+            ids.add(r.json()["id"])
+
+    threads = [threading.Thread(target=go) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200] * 11 + [201], results
+    assert len(ids) == 1
+    assert count(session, Incident) == 1
+    assert count(session, Person) == 1
+
+
+def test_twelve_parallel_requests_with_one_idempotency_key(client, cast, body, session):
+    data = body(source_ref="SAS-PAR-K")
+    results: list[int] = []
+    barrier = threading.Barrier(12)
+
+    def go():
+        barrier.wait()
+        h = cast.partner_a.headers | {"Idempotency-Key": "same"}
+        results.append(client.post("/v1/incidents", json=data, headers=h).status_code)
+
+    threads = [threading.Thread(target=go) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(201) >= 1 and set(results) <= {201, 409}, results
+    assert count(session, Incident) == 1
+
+
+# --- batch -----------------------------------------------------------------------------
+
+
+def test_batch_items_succeed_or_fail_independently(client, cast, body, session, clock):
+    good = body(source_ref="B-1")
+    dup_same = dict(good)
+    dup_other = {**good, "notes": "other"}
+    bad = body(source_ref="B-2", hospital="maybe")
+    future = body(source_ref="B-3", occurred_at=iso(clock() + timedelta(days=1)), reported_at=...)
+    second = body(source_ref="B-4")
+    r = client.post(
+        "/v1/incidents/batch",
+        json={"incidents": [good, dup_same, dup_other, bad, future, second, "nonsense"]},
+        headers=cast.partner_a.headers,
+    )
+    assert r.status_code == 207, r.text
+    results = r.json()["results"]
+    assert [x["index"] for x in results] == list(range(7))
+    assert [x["status"] for x in results] == [201, 200, 409, 422, 422, 201, 422]
+    assert results[1]["id"] == results[0]["id"]
+    assert results[2]["error"]["existing_id"] == results[0]["id"]
+    assert results[3]["error"]["errors"][0]["loc"] == ["body", "hospital"]
+    assert results[4]["error"]["errors"][0]["loc"] == ["body", "occurred_at"]
+    assert count(session, Incident) == 2
+    # the whole batch again: nothing new
+    r = client.post(
+        "/v1/incidents/batch", json={"incidents": [good, second]}, headers=cast.partner_a.headers
+    )
+    assert [x["status"] for x in r.json()["results"]] == [200, 200]
+    assert count(session, Incident) == 2
+
+
+def test_batch_limits(client, cast, body):
+    assert_problem(
+        client.post("/v1/incidents/batch", json={"incidents": []}, headers=cast.partner_a.headers),
+        422,
+    )
+    many = {"incidents": [body() for _ in range(501)]}
+    assert_problem(
+        client.post("/v1/incidents/batch", json=many, headers=cast.partner_a.headers), 422
+    )
+    assert_problem(
+        client.post("/v1/incidents/batch", json={"items": []}, headers=cast.partner_a.headers), 422
+    )
+
+
+def test_batch_of_500_is_accepted(client, cast, body, session):
+    many = {"incidents": [body(person=None) for _ in range(500)]}
+    r = client.post("/v1/incidents/batch", json=many, headers=cast.partner_a.headers)
+    assert r.status_code == 207
+    assert {x["status"] for x in r.json()["results"]} == {201}
+    assert count(session, Incident) == 500
