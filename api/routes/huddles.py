@@ -20,6 +20,7 @@ from api.schemas.huddles import (
     HuddleCreate,
     HuddleOut,
     HuddleSummary,
+    parse_huddle_date,
     parse_iso_date,
 )
 from services import huddles
@@ -37,13 +38,13 @@ TEMPLATES = Environment(
 )
 
 
-def _date(value: str | None, loc: list[str | int]) -> date | None:
+def _date(value: str | None, loc: list[str | int], *, huddle: bool = False) -> date | None:
     if value is None:
         return None
     try:
-        return parse_iso_date(value)
-    except ValueError:
-        raise Invalid(f"{value!r} is not a date written YYYY-MM-DD", loc=loc) from None
+        return parse_huddle_date(value) if huddle else parse_iso_date(value)
+    except ValueError as exc:
+        raise Invalid(f"{value!r}: {exc}", loc=loc) from None
 
 
 @router.get(
@@ -60,7 +61,7 @@ def get_agenda(
     now: Now,
     settings: AppSettings,
 ) -> Agenda:
-    the_day = _date(day, ["path", "day"])
+    the_day = _date(day, ["path", "day"], huddle=True)
     view = huddles.get_agenda(session, principal=principal, now=now, settings=settings, day=the_day)
     return Agenda.model_validate(view)
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictStr
 
 from api.schemas.common import RequestModel
 
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def parse_iso_date(value: Any) -> date:
@@ -27,9 +27,22 @@ def parse_iso_date(value: Any) -> date:
 
 IsoDate = Annotated[date, BeforeValidator(parse_iso_date)]
 
+# Huddle dates go through the holiday calendar: keep them within sensible years.
+HUDDLE_YEARS = (2000, 2099)
+
+
+def parse_huddle_date(value: Any) -> date:
+    day = parse_iso_date(value)
+    if not HUDDLE_YEARS[0] <= day.year <= HUDDLE_YEARS[1]:
+        raise ValueError(f"a huddle date must be between {HUDDLE_YEARS[0]} and {HUDDLE_YEARS[1]}")
+    return day
+
+
+HuddleDate = Annotated[date, BeforeValidator(parse_huddle_date)]
+
 
 class HuddleCreate(RequestModel):
-    date: IsoDate
+    date: HuddleDate
     chair_name: StrictStr | None = Field(default=None, min_length=1, max_length=200)
 
 

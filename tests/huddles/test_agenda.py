@@ -309,7 +309,10 @@ def test_person_summary_counts_age_and_risk(client, clock, cast, data):
     } <= set(item["follow_up"])
 
 
-@pytest.mark.parametrize("day", ["2026-13-01", "20261124", "tomorrow", "2026-11-31", "2026-1-5"])
+@pytest.mark.parametrize(
+    "day",
+    ["2026-13-01", "20261124", "tomorrow", "2026-11-31", "2026-1-5", "0001-01-01", "9999-12-31"],
+)
 def test_invalid_date_is_422(client, cast, day):
     assert_problem(client.get(f"/v1/huddles/{day}/agenda", headers=cast.coordinator.headers), 422)
 

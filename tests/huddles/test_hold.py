@@ -213,6 +213,7 @@ def test_hold_validation_and_roles(client, cast):
     assert_problem(client.post("/v1/huddles", json={}, headers=h), 422)
     assert_problem(client.post("/v1/huddles", json={"date": "24/11/2026"}, headers=h), 422)
     assert_problem(client.post("/v1/huddles", json={"date": 0}, headers=h), 422)
+    assert_problem(client.post("/v1/huddles", json={"date": "9999-12-31"}, headers=h), 422)
     assert_problem(client.post("/v1/huddles", json={"date": "2026-11-24T00:00:00"}, headers=h), 422)
     assert_problem(
         client.post("/v1/huddles", json={"date": "2026-11-24", "extra": 1}, headers=h), 422
