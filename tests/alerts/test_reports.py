@@ -1,0 +1,255 @@
+"""The summary report against a hand-computed fixture, and small-number suppression."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from models.audit import AuditEntry
+from services.reports import SECONDARY, SMALL, _suppress_cells
+from tests.conftest import assert_problem
+
+H = timedelta(hours=1)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def fixture(data, clock):
+    """Hand-computed: see the expected figures in test_coordinator_sees_the_exact_figures."""
+    clock.set(utc("2026-11-10T12:00:00"))
+    amb = data.agency("Scottish Ambulance Service")
+    pol = data.agency("Police Scotland")
+    p1 = data.person(sex="male", dob=date(1980, 1, 1))
+    p2 = data.person(sex="female", dob=date(2000, 6, 15))
+    p3 = data.person()
+    i1 = data.incident(
+        occurred_at=utc("2026-11-02T10:00"),
+        source_agency_id=amb,
+        person_id=p1,
+        district="DD1",
+        substances=("heroin", "street benzodiazepine"),
+    )
+    data.contact(
+        i1,
+        at=utc("2026-11-02T20:00"),
+        actions=("naloxone_supplied",),
+        referrals=("drug_treatment", "housing"),
+    )
+    i2 = data.incident(
+        occurred_at=utc("2026-11-03T10:00"),
+        source_agency_id=amb,
+        person_id=p1,
+        district="DD1",
+        substances=("heroin",),
+    )
+    data.contact(i2, at=utc("2026-11-06T18:00"))  # 80 h: outside the window
+    i3 = data.incident(
+        occurred_at=utc("2026-11-04T10:00"),
+        source_agency_id=pol,
+        person_id=p2,
+        district="DD2",
+        substances=("cocaine",),
+    )
+    data.contact(
+        i3, at=utc("2026-11-04T12:00"), outcome="no_answer", actions=("naloxone_supplied",)
+    )
+    data.contact(i3, at=utc("2026-11-05T16:00"))  # 30 h
+    data.incident(occurred_at=utc("2026-11-05T10:00"), source_agency_id=amb)  # overdue, unknown
+    data.incident(
+        occurred_at=utc("2026-11-08T23:30"), source_agency_id=pol, person_id=p3, district="DD1"
+    )
+    # Outside the period (local dates 1 and 9 November, GMT).
+    data.incident(
+        occurred_at=utc("2026-11-01T23:59"), source_agency_id=amb, person_id=p1, district="DD1"
+    )
+    data.incident(
+        occurred_at=utc("2026-11-09T00:00"), source_agency_id=amb, person_id=p1, district="DD1"
+    )
+    return {"amb": amb, "pol": pol}
+
+
+EXPECTED = {
+    "from": "2026-11-02",
+    "to": "2026-11-08",
+    "incidents": 5,
+    "people": 3,
+    "people_with_repeat": 1,
+    "contacted_within_72h_pct": 50.0,  # within: i1, i3 / base: i1, i2, i3 contacted + i4 ended
+    "median_hours_to_first_contact": 30.0,  # 10, 30, 80
+    "open_overdue": 1,
+    "naloxone_supplied": 2,
+    "referrals": {
+        "total": 2,
+        "by_code": {
+            "drug_treatment": 1,
+            "same_day_prescribing": 0,
+            "housing": 1,
+            "mental_health": 0,
+            "womens_services": 0,
+            "children_and_families": 0,
+            "adult_protection": 0,
+        },
+    },
+    "by_source": {"Police Scotland": 2, "Scottish Ambulance Service": 3},
+    "by_sex": {"male": 2, "female": 1, "other": 0, "unknown": 2},
+    "by_age_band": {
+        "under 18": 0,
+        "18-24": 0,
+        "25-34": 1,
+        "35-44": 0,
+        "45-54": 2,
+        "55-64": 0,
+        "65+": 0,
+        "unknown": 2,
+    },
+    "by_substance": {"cocaine": 1, "heroin": 2, "street benzodiazepine": 1},
+    "by_postcode_district": {"DD1": 3, "DD2": 1, "unknown": 1},
+    "suppressed": False,
+}
+
+
+def test_coordinator_sees_the_exact_figures(client, factory, fixture):
+    coordinator = factory.user("coordinator")
+    r = client.get("/v1/reports/summary?from=2026-11-02&to=2026-11-08", headers=coordinator.headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    for key, value in EXPECTED.items():
+        assert body[key] == value, key
+
+
+def test_analyst_sees_small_numbers_suppressed(client, factory, fixture):
+    analyst = factory.user("analyst")
+    r = client.get("/v1/reports/summary?from=2026-11-02&to=2026-11-08", headers=analyst.headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["incidents"] == 5 and body["suppressed"] is True
+    for key in (
+        "people",
+        "people_with_repeat",
+        "open_overdue",
+        "naloxone_supplied",
+        "contacted_within_72h_pct",
+        "median_hours_to_first_contact",
+    ):
+        assert body[key] == SMALL, key
+    assert body["referrals"]["total"] == SMALL
+    assert body["referrals"]["by_code"]["drug_treatment"] == SMALL
+    assert body["referrals"]["by_code"]["mental_health"] == 0
+    assert body["by_sex"] == {"male": SMALL, "female": SMALL, "other": 0, "unknown": SMALL}
+    assert body["by_source"] == {"Police Scotland": SMALL, "Scottish Ambulance Service": SMALL}
+    assert body["by_postcode_district"] == {"DD1": SMALL, "DD2": SMALL, "unknown": SMALL}
+    every = [
+        v for k in ("by_sex", "by_age_band", "by_substance", "by_source") for v in body[k].values()
+    ]
+    assert all(v == 0 or v == SMALL for v in every)
+
+
+def test_a_single_small_cell_is_protected_from_subtraction(client, factory, data, clock):
+    clock.set(utc("2026-11-20T12:00:00"))
+    src = data.agency("SAS")
+    for n in range(6):
+        data.incident(
+            occurred_at=utc("2026-11-10T10:00") + n * H, source_agency_id=src, district="DD1"
+        )
+    data.incident(occurred_at=utc("2026-11-11T10:00"), source_agency_id=src, district="DD4")
+    analyst = factory.user("analyst")
+    body = client.get(
+        "/v1/reports/summary?from=2026-11-10&to=2026-11-11", headers=analyst.headers
+    ).json()
+    assert body["incidents"] == 7
+    # DD4 = 1 is "<5"; DD1 = 6 alone would give it back as 7 - 6, so it is hidden too.
+    assert body["by_postcode_district"] == {"DD1": SECONDARY, "DD4": SMALL}
+    assert body["by_source"] == {"SAS": 7}
+    # 7 incidents, all with ended windows, none contacted: 0 % of 7 reveals nothing small.
+    assert body["contacted_within_72h_pct"] == 0.0
+    assert body["median_hours_to_first_contact"] is None
+    coordinator = factory.user("coordinator")
+    full = client.get(
+        "/v1/reports/summary?from=2026-11-10&to=2026-11-11", headers=coordinator.headers
+    ).json()
+    assert full["by_postcode_district"] == {"DD1": 6, "DD4": 1}
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=30), min_size=1, max_size=8))
+def test_suppressed_breakdowns_never_leave_exactly_one_hidden_cell(cells):
+    named = {f"c{i}": n for i, n in enumerate(cells)}
+    total = sum(cells)
+    out = _suppress_cells(named, total)
+    hidden = [k for k, v in out.items() if not isinstance(v, int)]
+    assert all(out[k] == SMALL for k, v in named.items() if 1 <= v <= 4)
+    assert all(out[k] == v for k, v in named.items() if v == 0 or v > 4 and k not in hidden)
+    if not 1 <= total <= 4:
+        # With the total shown, the hidden cells' sum is known; one hidden cell would be exposed.
+        assert len(hidden) != 1
+
+
+def test_local_dates_follow_the_service_time_zone(client, factory, data, clock):
+    clock.set(utc("2026-07-10T12:00:00"))
+    src = data.agency()
+    data.incident(occurred_at=utc("2026-07-01T23:30"), source_agency_id=src)  # 2 July, 00:30 BST
+    coordinator = factory.user("coordinator")
+    first = client.get(
+        "/v1/reports/summary?from=2026-07-01&to=2026-07-01", headers=coordinator.headers
+    )
+    second = client.get(
+        "/v1/reports/summary?from=2026-07-02&to=2026-07-02", headers=coordinator.headers
+    )
+    assert (first.json()["incidents"], second.json()["incidents"]) == (0, 1)
+    assert first.json()["contacted_within_72h_pct"] is None
+
+
+def test_from_after_to_is_422_and_other_roles_are_403(client, factory):
+    coordinator = factory.user("coordinator")
+    body = assert_problem(
+        client.get(
+            "/v1/reports/summary?from=2026-11-09&to=2026-11-08", headers=coordinator.headers
+        ),
+        422,
+    )
+    assert body["errors"][0]["loc"] == ["query", "from"]
+    assert_problem(
+        client.get("/v1/reports/summary?from=2026-11-xx", headers=coordinator.headers), 422
+    )
+    for role in ("outreach", "admin"):
+        actor = factory.user(role)
+        assert_problem(client.get("/v1/reports/summary", headers=actor.headers), 403)
+        assert_problem(client.get("/v1/reports/summary.csv", headers=actor.headers), 403)
+    partner = factory.partner()
+    assert_problem(client.get("/v1/reports/summary", headers=partner.headers), 403)
+    assert_problem(client.get("/v1/reports/summary"), 401)
+
+
+def test_csv_gives_the_same_figures_and_reads_are_audited(client, factory, fixture, session):
+    analyst = factory.user("analyst")
+    r = client.get("/v1/reports/summary.csv?from=2026-11-02&to=2026-11-08", headers=analyst.headers)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == ["figure", "category", "value"]
+    table = {(f, c): v for f, c, v in rows[1:]}
+    assert table[("incidents", "")] == "5"
+    assert table[("people", "")] == SMALL
+    assert table[("by_postcode_district", "DD1")] == SMALL
+    assert table[("referrals", "housing")] == SMALL
+    client.get("/v1/reports/summary?from=2026-11-02&to=2026-11-08", headers=analyst.headers)
+    actions = (
+        session.execute(
+            select(AuditEntry.action).where(
+                AuditEntry.subject_type == "report", AuditEntry.actor_id == analyst.id
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert sorted(actions) == ["export", "read"]
