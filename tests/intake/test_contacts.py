@@ -108,3 +108,65 @@ def test_attempt_time_rules(client, cast, body, clock, session):
         )
         assert_problem(r, 422)
     assert count(session, ContactAttempt) == 0
+
+
+def test_a_contact_satisfies_the_same_persons_earlier_open_follow_ups(client, cast, body, clock):
+    now = clock()
+    first = _incident(
+        client,
+        cast,
+        body,
+        occurred_at=iso(now - timedelta(hours=100)),
+        reported_at=iso(now - timedelta(hours=99)),
+    )
+    second = _incident(
+        client,
+        cast,
+        body,
+        occurred_at=iso(now - timedelta(hours=5)),
+        reported_at=iso(now - timedelta(hours=4)),
+    )
+    assert first["person_id"] == second["person_id"]
+    # a third overdose AFTER the contact is not satisfied by it
+    later = _incident(
+        client,
+        cast,
+        body,
+        occurred_at=iso(now - timedelta(minutes=30)),
+        reported_at=iso(now - timedelta(minutes=20)),
+    )
+    contact_at = now - timedelta(hours=1)
+    assert _contact(client, cast.outreach_b, second["id"], contact_at).status_code == 201
+    h = cast.coordinator.headers
+    fu1 = client.get(f"/v1/incidents/{first['id']}", headers=h).json()["follow_up"]
+    fu2 = client.get(f"/v1/incidents/{second['id']}", headers=h).json()["follow_up"]
+    fu3 = client.get(f"/v1/incidents/{later['id']}", headers=h).json()["follow_up"]
+    assert fu2["status"] == "contacted" and fu2["within_window"] is True
+    assert fu1["status"] == "contacted" and fu1["first_contact_at"] == iso(contact_at)
+    assert fu1["within_window"] is False  # its 72 hours had run out
+    assert fu3["status"] == "awaiting_contact"
+
+
+def test_closed_follow_up_stays_closed_after_a_contact(client, cast, body, clock):
+    inc = _incident(client, cast, body)
+    r = client.patch(
+        f"/v1/incidents/{inc['id']}",
+        json={"follow_up": {"status": "closed", "closed_reason": "in_custody"}},
+        headers=cast.coordinator.headers,
+    )
+    assert r.status_code == 200
+    assert _contact(client, cast.outreach_b, inc["id"], clock()).status_code == 201
+    fu = client.get(f"/v1/incidents/{inc['id']}", headers=cast.coordinator.headers).json()[
+        "follow_up"
+    ]
+    assert fu["status"] == "closed" and fu["closed_reason"] == "in_custody"
+    assert fu["first_contact_at"] == iso(clock())
+
+
+def test_contacts_on_unknown_incident_are_404(client, cast, clock):
+    payload = {"attempted_at": iso(clock()), "method": "phone", "outcome": "contacted"}
+    assert_problem(
+        client.post("/v1/incidents/nope/contacts", json=payload, headers=cast.coordinator.headers),
+        404,
+    )
+    assert_problem(client.get("/v1/incidents/nope/contacts", headers=cast.coordinator.headers), 404)
