@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -244,7 +244,14 @@ def put_plan(
             raise PreconditionFailed(
                 "the safety plan was changed by someone else just now: reload it"
             )
-        number = current.version + 1
+        # The highest number, not current + 1: a merge may have moved another person's
+        # (non-current) versions above the current one.
+        top = session.execute(
+            select(func.max(SafetyPlanVersion.version)).where(
+                SafetyPlanVersion.person_id == person_id
+            )
+        ).scalar_one()
+        number = max(top or 0, current.version) + 1
 
     version = SafetyPlanVersion(
         person_id=person_id,
@@ -284,10 +291,10 @@ def put_plan(
     audit.record(
         session,
         actor=principal,
-        action="create" if number == 1 else "update",
+        action="create" if current is None else "update",
         at=now,
         subject_type="person",
         subject_id=person_id,
         details={"what": "safety_plan", "version": number, "plan_version_id": version.id},
     )
-    return _views(session, [version])[0], number == 1
+    return _views(session, [version])[0], current is None

@@ -281,3 +281,34 @@ def test_concurrent_puts_with_the_same_etag_exactly_one_wins(client, cast, data)
     hist = client.get(f"{url(pid)}/history", headers=h).json()["items"]
     assert [v["version"] for v in hist] == [2, 1]
     assert sum(v["is_current"] for v in hist) == 1
+
+
+def test_after_a_merge_the_survivor_s_plan_keeps_versioning(client, cast, data):
+    """A merge moves the duplicate's versions (non-current) above the survivor's; the next
+    PUT must number after all of them instead of colliding (which would 412 forever)."""
+    survivor, duplicate = data.person(), data.person(given="Sammy")
+    h = cast.coordinator.headers
+    assert client.put(url(survivor), json=PLAN, headers=h).status_code == 201
+    r = client.put(url(duplicate), json=PLAN, headers=h)
+    client.put(
+        url(duplicate),
+        json={**PLAN, "risk_level": "red"},
+        headers={**h, "If-Match": r.headers["etag"]},
+    )
+    merged = client.post(
+        f"/v1/persons/{survivor}/merge", json={"duplicate_id": duplicate}, headers=h
+    )
+    assert merged.status_code == 200, merged.text
+    current = client.get(url(survivor), headers=h)
+    assert current.status_code == 200 and current.json()["version"] == 1
+    r = client.put(
+        url(survivor),
+        json={**PLAN, "risk_level": "green"},
+        headers={**h, "If-Match": current.headers["etag"]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 4 and r.json()["is_current"] is True
+    hist = client.get(f"{url(survivor)}/history", headers=h).json()["items"]
+    assert [v["version"] for v in hist] == [4, 3, 2, 1]
+    assert [v["is_current"] for v in hist] == [True, False, False, False]
+    assert_problem(client.get(url(duplicate), headers=h), 404)
