@@ -23,6 +23,10 @@ from sqlalchemy.orm import Session
 from models.person import Person, PossibleDuplicate
 
 _DROP = set(" \t\n\r-\u2010\u2011\u2012\u2013\u2014'\u2019\u2018`\u00b4.")
+# Latin letters that Unicode does not decompose into a base letter plus an accent.
+_FOLD = str.maketrans(
+    {"ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "æ": "ae", "œ": "oe", "þ": "th", "ð": "d"}
+)
 MAX_CANDIDATES = 20
 SIMILAR_NAME_RATIO = 0.75
 
@@ -38,7 +42,7 @@ def normalise_name(value: str | None) -> str | None:
     folded = "".join(
         c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c)
     )
-    key = "".join(c for c in folded if c not in _DROP and not c.isspace())
+    key = "".join(c for c in folded.translate(_FOLD) if c not in _DROP and not c.isspace())
     return key or None
 
 
