@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.contact import ContactAttempt, ContactCode
+from models.contact import ACTIONS, REFERRALS, ContactAttempt, ContactCode
 from models.incident import Incident
 from services import audit
 from services.errors import Invalid
@@ -67,8 +67,8 @@ def record_attempt(
         errors.append({"loc": ["body", "attempted_at"], "msg": "attempted_at is in the future"})
     if errors:
         raise Invalid("the contact attempt breaks a rule: see errors", errors=errors)
-    actions = list(dict.fromkeys(actions))
-    referrals = list(dict.fromkeys(referrals))
+    actions = sorted(set(actions), key=ACTIONS.index)
+    referrals = sorted(set(referrals), key=REFERRALS.index)
     attempt = ContactAttempt(
         incident_id=incident.id,
         attempted_at=attempted_at,
@@ -168,6 +168,9 @@ def codes_for(
     )
     for contact_id, kind, code in rows:
         out[contact_id][0 if kind == "action" else 1].append(code)
+    for actions, referrals in out.values():  # vocabulary order, as POST answered
+        actions.sort(key=ACTIONS.index)
+        referrals.sort(key=REFERRALS.index)
     return out
 
 

@@ -245,7 +245,7 @@ def create_incident(
     for _attempt in range(CREATE_ATTEMPTS):
         try:
             with session.begin_nested():
-                incident = _insert(
+                incident, person_created = _insert(
                     session, principal, now, settings, norm, source_agency_id, request_hash
                 )
             break
@@ -272,7 +272,7 @@ def create_incident(
         audit.record(
             session,
             actor=principal,
-            action="update",
+            action="create" if person_created else "update",
             at=now,
             subject_type="person",
             subject_id=incident.person_id,
@@ -289,10 +289,12 @@ def _insert(
     norm: Normalised,
     source_agency_id: str,
     request_hash: str,
-) -> Incident:
+) -> tuple[Incident, bool]:
+    """Insert the incident (matching its person first); returns (incident, person_created)."""
     person_id = None
+    person_created = False
     if norm.person is not None and norm.person.identifying:
-        person, _created = matching.match_or_create(session, norm.person, now=now)
+        person, person_created = matching.match_or_create(session, norm.person, now=now)
         person_id = person.id
     v = norm.values
     location = v.get("location") or {}
@@ -325,7 +327,7 @@ def _insert(
             IncidentSubstance(incident_id=incident.id, position=position, substance=substance)
         )
     session.flush()
-    return incident
+    return incident, person_created
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -55,8 +55,11 @@ def get_person_row(
     return person
 
 
-def possible_duplicates(session: Session, person_ids: list[str]) -> dict[str, list[dict[str, str]]]:
-    """Open candidate pairs of each person, the other side live: {person_id: [{id, reason}]}."""
+def possible_duplicates(
+    session: Session, principal: Principal, person_ids: list[str]
+) -> dict[str, list[dict[str, str]]]:
+    """Open candidate pairs of each person, the other side live and in the principal's reach:
+    {person_id: [{id, reason}]}."""
     out: dict[str, list[dict[str, str]]] = {p: [] for p in person_ids}
     if not person_ids:
         return out
@@ -73,7 +76,7 @@ def possible_duplicates(session: Session, person_ids: list[str]) -> dict[str, li
     others = {p.candidate_id for p in pairs} | {p.person_id for p in pairs}
     live = set(
         session.execute(
-            select(Person.id).where(Person.id.in_(others), Person.merged_into_id.is_(None))
+            select(Person.id).where(Person.id.in_(others), person_scope(principal))
         ).scalars()
     )
     for pair in sorted(pairs, key=lambda p: (p.created_at, p.id)):
@@ -123,7 +126,7 @@ def get_person(
         person=person,
         incident_count=len(incidents),
         incidents=incidents,
-        possible_duplicates=possible_duplicates(session, [person.id])[person.id],
+        possible_duplicates=possible_duplicates(session, principal, [person.id])[person.id],
         safety_plan=current_plan(session, person.id),
     )
 
