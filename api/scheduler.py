@@ -184,7 +184,14 @@ class BackgroundScheduler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            result = safe_tick(self.session_factory, settings=self.settings, at=self.clock())
+            try:
+                result = safe_tick(self.session_factory, settings=self.settings, at=self.clock())
+            except Exception as exc:  # noqa: BLE001 - e.g. the clock itself; never kill the API
+                metrics.SWEEP_FAILURES.inc()
+                log.error(
+                    "sweep failed; retrying next tick", extra={"error_type": type(exc).__name__}
+                )
+                result = None
             self.ticks += 1
             if result is None:
                 self.failures += 1

@@ -1,0 +1,160 @@
+"""The runners: `nfod sweep --at` on a real database, parallel CLI sweeps, the background
+scheduler starting and stopping cleanly, and surviving a failing tick."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.app import create_app
+from api.scheduler import BackgroundScheduler
+from models.alert import Alert
+from tests.alerts.helpers import T0
+from tests.conftest import make_settings, postgres_only
+
+ROOT = Path(__file__).resolve().parents[2]
+NFOD = str(Path(sys.executable).with_name("nfod"))
+
+
+def nfod(db_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NFOD_DATABASE_URL=db_url, NFOD_ENV="test", NFOD_LOG_LEVEL="WARNING")
+    return subprocess.run(
+        [NFOD, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def count(sf, kind=None) -> int:
+    with sf() as s:
+        stmt = select(func.count()).select_from(Alert)
+        if kind:
+            stmt = stmt.where(Alert.kind == kind)
+        return s.execute(stmt).scalar_one()
+
+
+def wait_for(predicate, timeout=10.0):
+    """Waits for another thread to do work (not for time to pass in the app)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_nfod_sweep_at_raises_alerts_on_the_database(db_url, data, sf):
+    data.incident(occurred_at=T0, source_agency_id=data.agency())
+    due = T0 + timedelta(hours=72)
+    before = nfod(
+        db_url, "sweep", "--at", (due - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    )
+    assert before.returncode == 0, before.stderr
+    assert count(sf, "contact_overdue") == 0
+    after = nfod(db_url, "sweep", "--at", (due + timedelta(seconds=1)).isoformat())
+    assert after.returncode == 0, after.stderr
+    assert "contact_overdue=1" in after.stdout
+    assert count(sf, "contact_overdue") == 1
+    again = nfod(db_url, "sweep", "--at", (due + timedelta(minutes=1)).isoformat())
+    assert again.returncode == 0 and count(sf) == 2  # + the due-soon alert of the first run
+    naive = nfod(db_url, "sweep", "--at", "2026-11-05T12:00:00")
+    assert naive.returncode == 2
+
+
+@postgres_only
+def test_parallel_nfod_sweep_processes_raise_each_alert_once(db_url, data, sf):
+    agency = data.agency()
+    people = [data.person() for _ in range(5)]
+    for n in range(40):
+        data.incident(
+            occurred_at=T0 + timedelta(hours=n % 10),
+            source_agency_id=agency,
+            person_id=people[n % 5],
+            district=f"DD{n % 2 + 1}",
+        )
+    at = (T0 + timedelta(hours=10)).isoformat()
+    env = dict(os.environ, NFOD_DATABASE_URL=db_url, NFOD_ENV="test", NFOD_LOG_LEVEL="WARNING")
+    procs = [
+        subprocess.Popen(
+            [NFOD, "sweep", "--at", at],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    with sf() as s:
+        total = s.execute(select(func.count()).select_from(Alert)).scalar_one()
+        keys = s.execute(select(func.count(func.distinct(Alert.dedupe_key)))).scalar_one()
+    assert total == keys == count(sf, "repeat_overdose") + count(sf, "cluster")
+    assert count(sf, "cluster") == 2 and count(sf, "repeat_overdose") == 35
+
+
+def test_background_scheduler_starts_sweeps_and_stops_cleanly(sf, data, db_url, clock):
+    settings = make_settings(db_url, sweep_seconds=0.05)
+    data.incident(occurred_at=T0, source_agency_id=data.agency())
+    clock.set(T0 + timedelta(hours=73))
+    runner = BackgroundScheduler(sf, settings=settings, clock=clock)
+    runner.start()
+    try:
+        assert runner.running
+        assert wait_for(lambda: runner.ticks >= 3)
+        assert count(sf, "contact_overdue") == 1
+    finally:
+        runner.stop()
+    assert not runner.running and runner.failures == 0
+    assert not any(t.name == "nfod-scheduler" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_failing_tick_is_logged_and_retried_not_fatal(sf, data, db_url, clock, caplog):
+    settings = make_settings(db_url, sweep_seconds=0.05)
+    data.incident(occurred_at=T0, source_agency_id=data.agency())
+    calls = {"n": 0}
+
+    def flaky_clock():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return T0 + timedelta(hours=73)
+
+    class FlakyFactory:
+        """A database that is down for one tick."""
+
+        def __init__(self):
+            self.down = True
+
+        def __call__(self):
+            if self.down:
+                self.down = False
+                raise ConnectionError("database unreachable")
+            return sf()
+
+    runner = BackgroundScheduler(FlakyFactory(), settings=settings, clock=flaky_clock)
+    runner.start()
+    try:
+        assert wait_for(lambda: count(sf, "contact_overdue") == 1)
+    finally:
+        runner.stop()
+    assert runner.failures == 2 and runner.ticks >= 3
+    messages = [r.getMessage() for r in caplog.records if r.name == "nfod.scheduler"]
+    assert "sweep failed; retrying next tick" in messages
+    assert not any("boom" in m or "unreachable" in m for m in messages)
+
+
+def test_serve_runs_the_scheduler_in_process_and_stops_it(engine, db_url, data, clock, sf):
+    settings = make_settings(db_url, sweep_seconds=0.05)
+    data.incident(occurred_at=T0, source_agency_id=data.agency())
+    clock.set(T0 + timedelta(hours=73))
+    app = create_app(settings, engine=engine, clock=clock, run_scheduler=True)
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        assert wait_for(lambda: count(sf, "contact_overdue") == 1)
+    assert not any(t.name == "nfod-scheduler" and t.is_alive() for t in threading.enumerate())
