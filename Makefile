@@ -3,6 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PORT := $${NFOD_PORT:-8000}
+ADMIN_USER := $${NFOD_ADMIN_USERNAME:-admin}
+ADMIN_PASSWORD := $${NFOD_ADMIN_PASSWORD:-change-me-admin}
 
 .PHONY: run test install migrate demo lint format bench clean
 
@@ -17,17 +20,28 @@ install: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/nfod migrate
 
-# Serves on 127.0.0.1:$${NFOD_PORT:-8000} with a local SQLite database (nfod.db).
+# Serves on 127.0.0.1:$${NFOD_PORT:-8000} with a local SQLite database (nfod.db). The first
+# administrator is created from NFOD_ADMIN_USERNAME / NFOD_ADMIN_PASSWORD (defaults below)
+# when the database has no users yet.
 run: $(STAMP)
 	$(BIN)/nfod migrate
-	@NFOD_ADMIN_USERNAME=$${NFOD_ADMIN_USERNAME:-admin} NFOD_ADMIN_PASSWORD=$${NFOD_ADMIN_PASSWORD:-change-me-admin} \
-	  $(BIN)/python -c "print('First sign-in: admin / ' + __import__('os').environ['NFOD_ADMIN_PASSWORD'] + '   (demo data: .venv/bin/nfod demo)')"
-	NFOD_ADMIN_USERNAME=$${NFOD_ADMIN_USERNAME:-admin} NFOD_ADMIN_PASSWORD=$${NFOD_ADMIN_PASSWORD:-change-me-admin} \
-	  $(BIN)/nfod serve --port $${NFOD_PORT:-8000}
+	@echo ""
+	@echo "NFOD Response on http://127.0.0.1:$(PORT)"
+	@echo "  API docs:    http://127.0.0.1:$(PORT)/docs"
+	@echo "  Web client:  http://127.0.0.1:$(PORT)/app/"
+	@echo "  Sign in as:  $(ADMIN_USER) / $(ADMIN_PASSWORD)  (first administrator, made when the database has no users)"
+	@echo "  Token:       curl -d 'username=$(ADMIN_USER)&password=...' http://127.0.0.1:$(PORT)/v1/auth/token"
+	@echo "  Demo data:   $(BIN)/nfod demo  (into an empty database)"
+	@echo ""
+	NFOD_ADMIN_USERNAME=$(ADMIN_USER) NFOD_ADMIN_PASSWORD=$(ADMIN_PASSWORD) \
+	  $(BIN)/nfod serve --port $(PORT)
 
-# The whole suite (SQLite unless NFOD_TEST_DATABASE_URL is set).
+# The whole suite (SQLite unless NFOD_TEST_DATABASE_URL is set). pytest's exit status 5
+# ("no tests collected") is a failure here, with a message, never a silent pass.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	  exit $$rc
 
 demo: $(STAMP)
 	$(BIN)/nfod migrate
