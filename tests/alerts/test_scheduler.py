@@ -158,3 +158,36 @@ def test_serve_runs_the_scheduler_in_process_and_stops_it(engine, db_url, data, 
         assert c.get("/healthz").status_code == 200
         assert wait_for(lambda: count(sf, "contact_overdue") == 1)
     assert not any(t.name == "nfod-scheduler" and t.is_alive() for t in threading.enumerate())
+
+
+def test_nfod_scheduler_loops_and_stops_gracefully_on_sigterm(db_url, data, sf):
+    import signal
+    from datetime import UTC, datetime
+
+    data.incident(
+        occurred_at=datetime.now(UTC) - timedelta(hours=80), source_agency_id=data.agency()
+    )
+    env = dict(
+        os.environ,
+        NFOD_DATABASE_URL=db_url,
+        NFOD_ENV="test",
+        NFOD_SWEEP_SECONDS="0.1",
+        NFOD_LOG_LEVEL="INFO",
+    )
+    proc = subprocess.Popen(
+        [NFOD, "scheduler"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: count(sf, "contact_overdue") == 1, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert count(sf, "contact_overdue") == 1
