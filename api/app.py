@@ -22,7 +22,14 @@ from services.config import Settings, get_settings
 from services.db import make_engine, make_session_factory
 
 log = logging.getLogger("nfod.app")
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = next(
+    (
+        d
+        for d in (Path(__file__).resolve().parent.parent / "web", Path.cwd() / "web")
+        if d.is_dir()
+    ),
+    Path(__file__).resolve().parent.parent / "web",
+)
 
 
 def utc_now() -> datetime:

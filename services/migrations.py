@@ -11,7 +11,18 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """Where alembic.ini and migrations/ live: beside the package in a checkout or an
+    editable install, else the working directory (a plain ``pip install .``, as in the
+    Docker image, whose WORKDIR holds them)."""
+    for candidate in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (candidate / "alembic.ini").is_file() and (candidate / "migrations").is_dir():
+            return candidate
+    return Path(__file__).resolve().parent.parent
+
+
+ROOT = _project_root()
 
 
 def alembic_config(url: str) -> Config:
