@@ -215,13 +215,14 @@ def seed(live_server, cast):
     through the API and, when assign, assigned to the outreach worker's agency."""
 
     def make(
-        given: str,
-        family: str,
+        given: str | None,
+        family: str | None,
         *,
+        chi: str | None = None,
         hours_ago: float = 20,
         reported_hours_ago: float | None = None,
         assign: bool = True,
-        dob: str = "1984-03-02",
+        dob: str | None = "1984-03-02",
         postcode: str = "DD3 7AA",
     ) -> dict:
         now = datetime.now(UTC)
@@ -238,10 +239,12 @@ def seed(live_server, cast):
                 "given_name": given,
                 "family_name": family,
                 "date_of_birth": dob,
+                "chi": chi,
                 "sex": "male",
                 "phone": "07700900123",
             },
         }
+        body["person"] = {k: v for k, v in body["person"].items() if v is not None}
         with live_server.client(cast.coordinator_token) as c:
             r = c.post("/v1/incidents", json=body)
             assert r.status_code == 201, r.text
@@ -268,7 +271,9 @@ def browser():
 
 @pytest.fixture
 def context(browser, live_server):
-    ctx = browser.new_context(base_url=live_server.url, viewport=PHONE)
+    # Service workers off by default (page.route cannot see requests a worker handles);
+    # the offline-reload test turns it on in its own context.
+    ctx = browser.new_context(base_url=live_server.url, viewport=PHONE, service_workers="block")
     ctx.set_default_timeout(8000)
     yield ctx
     ctx.close()

@@ -109,6 +109,17 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(
     expect(page.locator(f'[data-incident-id="{soon["id"]}"]')).to_have_count(0)
 
 
+def test_list_names_a_person_notified_without_a_name_from_their_record(
+    page, live_server, cast, seed
+):
+    seed("Ash", "Fraser", hours_ago=60, chi="0203840011")
+    unnamed = seed(None, None, dob=None, hours_ago=10, chi="0203840011")  # the same CHI only
+    assert unnamed["person_id"]
+    sign_in(page, cast.outreach)
+    card = page.locator(f'[data-incident-id="{unnamed["id"]}"]')
+    expect(card.locator("h3")).to_have_text("Ash Fraser, 42")
+
+
 def test_a_rejected_contact_is_explained_next_to_the_field_and_not_queued(
     page, live_server, cast, seed
 ):
@@ -164,6 +175,41 @@ def test_contact_logged_offline_waits_then_is_sent_exactly_once(
     expect(page.locator("#attempts li")).to_have_count(1)
     saved = contacts_on_server(live_server, cast.outreach_token, incident["id"])
     assert [(c["method"], c["outcome"]) for c in saved] == [("home_visit", "no_answer")]
+
+
+def test_reopened_without_a_signal_the_app_still_opens_and_sends_the_queue_later(
+    browser, live_server, cast, seed
+):
+    incident = seed("Sky", "Watt", hours_ago=25)
+    context = browser.new_context(base_url=live_server.url, viewport=PHONE, service_workers="allow")
+    context.set_default_timeout(8000)
+    try:
+        page = context.new_page()
+        sign_in(page, cast.outreach)
+        page.goto(f"/app/#/incident/{incident['id']}")
+        expect(page.get_by_role("heading", name=re.compile("Sky Watt"))).to_be_visible()
+        # Wait until the service worker has cached the shell (bounded, never hangs).
+        page.evaluate(
+            """() => Promise.race([navigator.serviceWorker.ready,
+                new Promise((_, no) => setTimeout(() => no(new Error('no worker')), 5000))])"""
+        )
+
+        context.set_offline(True)
+        page.get_by_role("radio", name="Street").check()
+        page.get_by_role("radio", name="Contacted").check()
+        page.get_by_role("button", name="Save contact").click()
+        expect(page.locator("#waiting-message")).to_be_visible()
+        page.reload()  # e.g. the phone closed the tab; still no signal
+        expect(page.locator("#outbox-banner")).to_have_text("1 contact waiting to send")
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        assert contacts_on_server(live_server, cast.outreach_token, incident["id"]) == []
+
+        context.set_offline(False)
+        expect(page.locator("#outbox-banner")).to_be_hidden()
+        saved = contacts_on_server(live_server, cast.outreach_token, incident["id"])
+        assert [(c["method"], c["outcome"]) for c in saved] == [("street", "contacted")]
+    finally:
+        context.close()
 
 
 def test_an_answer_lost_on_the_way_back_is_retried_with_the_same_key_and_not_duplicated(

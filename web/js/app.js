@@ -122,8 +122,11 @@ function renderSignIn() {
   username.focus();
 }
 
+const ME_KEY = "nfod.me"; // who is signed in (no case data), so the app opens without a signal
+
 async function loadMe() {
   state.me = await api("/v1/users/me");
+  sessionStorage.setItem(ME_KEY, JSON.stringify(state.me));
   state.agencies = null;
   renderChrome();
   outbox.start(state.me.id);
@@ -131,6 +134,7 @@ async function loadMe() {
 
 function signOut(message = "") {
   setToken(null);
+  sessionStorage.removeItem(ME_KEY);
   state.me = null;
   state.agencies = null;
   outbox.stop();
@@ -171,7 +175,16 @@ async function boot() {
   if (hasToken()) {
     try { await loadMe(); } catch (error) {
       if (error instanceof NetworkError) {
-        // Keep the token: the worker is still signed in, just without a signal.
+        // Keep the token: the worker is still signed in, just without a signal. Open the app
+        // as the same user so queued contacts are shown and retried when the signal returns.
+        const cached = JSON.parse(sessionStorage.getItem(ME_KEY) || "null");
+        if (cached) {
+          state.me = cached;
+          renderChrome();
+          outbox.start(cached.id);
+          route();
+          return;
+        }
         clear(main, h("h1", { tabindex: "-1" }, "No connection"),
           h("p", {}, "The service cannot be reached. Contacts waiting on this device are safe."),
           h("button", { type: "button", class: "btn", onclick: boot }, "Try again"));
@@ -185,3 +198,6 @@ async function boot() {
   route();
 }
 boot();
+
+// The app shell is kept on the device so the client opens without a signal (see sw.js).
+if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js").catch(() => {});
