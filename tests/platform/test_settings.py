@@ -96,3 +96,16 @@ def test_no_first_admin_when_users_exist(make_client, factory):
     factory.user("coordinator")
     c = make_client(admin_username="late", admin_password="late admin password")
     assert login(c, "late", "late admin password").status_code == 401
+
+
+def test_readme_configuration_table_lists_every_setting():
+    from services.config import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("<!-- section:platform") : readme.index("<!-- section:intake")]
+    missing = [
+        f"NFOD_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`NFOD_{name.upper()}`" not in section
+    ]
+    assert missing == []
