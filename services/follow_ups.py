@@ -16,7 +16,7 @@ from models.contact import ACTIONS, REFERRALS, ContactAttempt, ContactCode
 from models.incident import Incident
 from services import audit
 from services.errors import Invalid
-from services.intake import FUTURE_TOLERANCE, get_incident
+from services.intake import FUTURE_TOLERANCE, check_cursor, get_incident
 from services.pagination import Page, keyset_page
 from services.principal import Principal
 
@@ -185,6 +185,7 @@ def list_attempts(
 ) -> Page[ContactAttempt]:
     """Contact attempts of one incident in reach, oldest first."""
     incident = get_incident(session, principal=principal, now=now, incident_id=incident_id)
+    check_cursor(cursor, datetime, str)
     stmt = select(ContactAttempt).where(ContactAttempt.incident_id == incident.id)
     return keyset_page(
         session,

@@ -24,10 +24,28 @@ from services import audit, chi, matching, postcodes
 from services.access import incident_scope
 from services.config import Settings
 from services.errors import Conflict, Invalid, NotFound
-from services.pagination import Page, keyset_page
+from services.pagination import Page, decode_cursor, keyset_page
 from services.principal import Principal
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_ID_LENGTH = 64
+
+
+def usable_id(value: str | None) -> bool:
+    """An id worth looking up (NUL bytes would make PostgreSQL raise, not miss)."""
+    return bool(value) and len(value) <= MAX_ID_LENGTH and "\x00" not in value
+
+
+def check_cursor(cursor: str | None, *types: type) -> None:
+    """Refuse (422) a cursor whose values are not of the list's key types."""
+    if not cursor:
+        return
+    values = decode_cursor(cursor, len(types))
+    for value, kind in zip(values, types, strict=True):
+        if not isinstance(value, kind) or (isinstance(value, str) and "\x00" in value):
+            raise Invalid("cursor is not valid for this list", loc=["query", "cursor"])
+
+
 CREATE_ATTEMPTS = 3
 
 
@@ -356,9 +374,11 @@ def get_incident(
     incident_id: str,
     audit_read: bool = True,
 ) -> Incident:
-    incident = session.execute(
-        select(Incident).where(Incident.id == incident_id, incident_scope(principal))
-    ).scalar_one_or_none()
+    incident = None
+    if usable_id(incident_id):
+        incident = session.execute(
+            select(Incident).where(Incident.id == incident_id, incident_scope(principal))
+        ).scalar_one_or_none()
     if incident is None:
         audit.record(
             session,
@@ -397,6 +417,7 @@ def list_incidents(
     source_agency_id: str | None = None,
 ) -> Page[Incident]:
     """Incidents in reach, newest occurred_at first (keyset on occurred_at, id)."""
+    check_cursor(cursor, datetime, str)
     stmt = select(Incident).where(incident_scope(principal))
     if status is not None:
         stmt = stmt.where(Incident.fu_status == status)

@@ -17,6 +17,7 @@ from models.incident import Incident
 from models.person import Person, PossibleDuplicate
 from models.safety_plan import SafetyPlanAction, SafetyPlanVersion
 from services import audit, matching
+from services.intake import check_cursor, usable_id
 from services.access import incident_scope, person_scope
 from services.errors import Invalid, NotFound
 from services.pagination import Page, keyset_page
@@ -33,6 +34,8 @@ class PersonView:
 
 
 def _visible(session: Session, principal: Principal, person_id: str) -> Person | None:
+    if not usable_id(person_id):
+        return None
     return session.execute(
         select(Person).where(Person.id == person_id, person_scope(principal))
     ).scalar_one_or_none()
@@ -160,6 +163,7 @@ def search(
     """People in reach whose name contains every word of ``q`` (normalised) and/or with this CHI.
 
     Ordered by family name key, then id (keyset)."""
+    check_cursor(cursor, str, str)
     stmt = select(Person).where(person_scope(principal))
     if chi is not None:
         stmt = stmt.where(Person.chi == chi.strip())

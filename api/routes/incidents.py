@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, ValidationError
+from pydantic import ValidationError
 
 from api.deps import AppSettings, DbSession, Now, Paging, require
 from api.idempotency import idempotent
@@ -21,6 +21,7 @@ from api.schemas.incidents import (
     IncidentCreate,
     IncidentOut,
     IncidentUpdate,
+    Timestamp,
     incident_out,
 )
 from services import intake
@@ -167,10 +168,10 @@ def list_incidents(
     overdue: Annotated[
         bool | None, Query(description="true: awaiting contact past contact_due_at")
     ] = None,
-    person_id: Annotated[str | None, Query(max_length=36)] = None,
-    occurred_from: Annotated[AwareDatetime | None, Query()] = None,
-    occurred_to: Annotated[AwareDatetime | None, Query()] = None,
-    assigned_agency_id: Annotated[str | None, Query(max_length=36)] = None,
+    person_id: Annotated[str | None, Query(max_length=36, pattern=r"^[^\x00]*$")] = None,
+    occurred_from: Annotated[Timestamp | None, Query()] = None,
+    occurred_to: Annotated[Timestamp | None, Query()] = None,
+    assigned_agency_id: Annotated[str | None, Query(max_length=36, pattern=r"^[^\x00]*$")] = None,
 ) -> Page[IncidentOut]:
     """Incidents in the caller's reach, newest `occurred_at` first (keyset paged)."""
     page = intake.list_incidents(

@@ -68,9 +68,10 @@ def search_persons(
     now: Now,
     paging: Paging,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="name fragment(s)")
+        str | None,
+        Query(min_length=1, max_length=200, pattern=r"^[^\x00]*$", description="name fragment(s)"),
     ] = None,
-    chi: Annotated[str | None, Query(min_length=1, max_length=20)] = None,
+    chi: Annotated[str | None, Query(min_length=1, max_length=20, pattern=r"^[^\x00]*$")] = None,
 ) -> Page[PersonSummaryOut]:
     """People in reach matching every word of `q` and/or the CHI, by family name."""
     page = persons.search(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, StrictStr
+from pydantic import Field
 
 from api.schemas.common import RequestModel, ResponseModel
-from api.schemas.incidents import Timestamp
+from api.schemas.incidents import Text, Timestamp
 
 Method = Literal[
     "phone", "text", "home_visit", "street", "hospital", "at_service", "letter", "via_partner"
@@ -41,7 +41,7 @@ class ContactCreate(RequestModel):
     attempted_at: Timestamp
     method: Method
     outcome: Outcome
-    notes: StrictStr | None = Field(default=None, max_length=5000)
+    notes: Text | None = Field(default=None, max_length=5000)
     actions: list[Action] = Field(default_factory=list, max_length=10)
     referrals: list[Referral] = Field(default_factory=list, max_length=10)
 

@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, StrictBool, StrictStr
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictStr,
+)
 
 from api.schemas.common import RequestModel, ResponseModel
 from models.incident import Incident
 from services.follow_ups import is_overdue
+
+_ISO_START = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _text_only(value: Any) -> Any:
     """Timestamps and dates come as RFC 3339 / ISO 8601 text, never as numbers."""
     if not isinstance(value, (str, datetime, date)):
         raise ValueError("must be an RFC 3339 string")
-    if isinstance(value, str) and not value[:4].isdigit():
+    if isinstance(value, str) and not _ISO_START.match(value):
         raise ValueError("must be an RFC 3339 string")
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only)]
-StrictDate = Annotated[date, BeforeValidator(_text_only)]
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _plausible(value: datetime | date) -> datetime | date:
+    if not 1900 <= value.year <= 2999:
+        raise ValueError("must be between the years 1900 and 2999")
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_no_nul)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_plausible)]
+StrictDate = Annotated[date, BeforeValidator(_text_only), AfterValidator(_plausible)]
 Hospital = Literal["conveyed", "declined", "not_required", "unknown"]
 Sex = Literal["male", "female", "other", "unknown"]
 NaloxoneBy = Literal["ambulance", "police", "peer", "bystander", "hospital", "outreach", "other"]
@@ -40,27 +64,25 @@ ClosedReason = Literal[
 
 
 class LocationIn(RequestModel):
-    description: StrictStr | None = Field(default=None, max_length=500)
-    postcode: StrictStr | None = Field(
+    description: Text | None = Field(default=None, max_length=500)
+    postcode: Text | None = Field(
         default=None, max_length=16, description="a UK postcode, e.g. DD3 7AA"
     )
 
 
 class PersonIn(RequestModel):
-    chi: StrictStr | None = Field(
-        default=None, max_length=20, description="10 digits, modulus 11 or 10"
-    )
-    given_name: StrictStr | None = Field(default=None, max_length=100)
-    family_name: StrictStr | None = Field(default=None, max_length=100)
+    chi: Text | None = Field(default=None, max_length=20, description="10 digits, modulus 11 or 10")
+    given_name: Text | None = Field(default=None, max_length=100)
+    family_name: Text | None = Field(default=None, max_length=100)
     date_of_birth: StrictDate | None = None
     sex: Sex | None = None
-    postcode: StrictStr | None = Field(default=None, max_length=16)
-    phone: StrictStr | None = Field(default=None, max_length=30, pattern=r"^\+?[0-9 ()-]{3,30}$")
+    postcode: Text | None = Field(default=None, max_length=16)
+    phone: Text | None = Field(default=None, max_length=30, pattern=r"^\+?[0-9 ()-]{3,30}$")
 
 
 class IncidentCreate(RequestModel):
-    source_ref: StrictStr | None = Field(default=None, min_length=1, max_length=100)
-    source_agency_id: StrictStr | None = Field(
+    source_ref: Text | None = Field(default=None, min_length=1, max_length=100)
+    source_agency_id: Text | None = Field(
         default=None,
         max_length=36,
         description="users only (default: the user's agency); partners record for their own",
@@ -68,14 +90,14 @@ class IncidentCreate(RequestModel):
     occurred_at: Timestamp
     reported_at: Timestamp | None = None
     location: LocationIn | None = None
-    substances: list[Annotated[StrictStr, Field(max_length=100)]] | None = Field(
+    substances: list[Annotated[Text, Field(max_length=100)]] | None = Field(
         default=None, max_length=50
     )
     naloxone_administered: StrictBool | None = None
     naloxone_administered_by: NaloxoneBy | None = None
     hospital: Hospital | None = None
     person: PersonIn | None = None
-    notes: StrictStr | None = Field(default=None, max_length=5000)
+    notes: Text | None = Field(default=None, max_length=5000)
 
 
 class IncidentBatch(RequestModel):
@@ -91,15 +113,15 @@ class IncidentUpdate(RequestModel):
     occurred_at: Timestamp | None = None
     reported_at: Timestamp | None = None
     location: LocationIn | None = None
-    substances: list[Annotated[StrictStr, Field(max_length=100)]] | None = Field(
+    substances: list[Annotated[Text, Field(max_length=100)]] | None = Field(
         default=None, max_length=50
     )
     naloxone_administered: StrictBool | None = None
     naloxone_administered_by: NaloxoneBy | None = None
     hospital: Hospital | None = None
-    notes: StrictStr | None = Field(default=None, max_length=5000)
-    assigned_agency_id: StrictStr | None = Field(default=None, max_length=36)
-    person_id: StrictStr | None = Field(default=None, max_length=36)
+    notes: Text | None = Field(default=None, max_length=5000)
+    assigned_agency_id: Text | None = Field(default=None, max_length=36)
+    person_id: Text | None = Field(default=None, max_length=36)
     follow_up: FollowUpClose | None = None
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, Field
 
 from api.schemas.common import RequestModel
-from api.schemas.incidents import IncidentSummary
+from api.schemas.incidents import IncidentSummary, Text
 
 
 class PossibleDuplicateOut(BaseModel):
@@ -51,8 +51,8 @@ class PersonOut(BaseModel):
 
 
 class MergeIn(RequestModel):
-    duplicate_id: StrictStr = Field(min_length=1, max_length=36)
+    duplicate_id: Text = Field(min_length=1, max_length=36)
 
 
 class DismissIn(RequestModel):
-    candidate_id: StrictStr = Field(min_length=1, max_length=36)
+    candidate_id: Text = Field(min_length=1, max_length=36)

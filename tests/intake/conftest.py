@@ -112,3 +112,9 @@ def count(session, model, *where) -> int:
         return session.scalar(select(func.count()).select_from(model).where(*where))
     finally:
         session.rollback()
+
+
+def encode(values) -> str:
+    from services.pagination import encode_cursor
+
+    return encode_cursor(values)
