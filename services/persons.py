@@ -17,9 +17,9 @@ from models.incident import Incident
 from models.person import Person, PossibleDuplicate
 from models.safety_plan import SafetyPlanAction, SafetyPlanVersion
 from services import audit, matching
-from services.intake import check_cursor, usable_id
 from services.access import incident_scope, person_scope
 from services.errors import Invalid, NotFound
+from services.intake import check_cursor, usable_id
 from services.pagination import Page, keyset_page
 from services.principal import Principal
 
