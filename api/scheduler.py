@@ -65,7 +65,7 @@ def run_deliveries(
     session_factory: sessionmaker[Session], *, settings: Settings, now: datetime
 ) -> dict[str, int]:
     """One delivery pass: lease due rows (commit), POST them (no transaction open), record."""
-    totals = {"delivered": 0, "retry": 0, "failed": 0}
+    totals = {"delivered": 0, "retry": 0, "failed": 0, "skipped": 0}
     for _ in range(20):  # bounded: at most 20 batches per pass
         with session_factory() as session:
             claims = webhooks.claim_due(session, now=now, settings=settings)
@@ -80,8 +80,8 @@ def run_deliveries(
             totals[outcome] += count
             if count:
                 metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc(count)
-        if len(claims) < webhooks.CLAIM_BATCH:
-            break
+        if len(claims) < webhooks.CLAIM_BATCH or counts["skipped"]:
+            break  # all done, or a receiver is down: its messages wait for the next pass
     with session_factory() as session:
         metrics.OUTBOX_BACKLOG.set(webhooks.backlog(session))
     return totals

@@ -129,6 +129,9 @@ def _insert(dialect: str):
 def _raise(session: Session, dialect: str, source) -> list[Any]:
     """INSERT the alerts ``source`` selects unless their dedupe key exists; return new ones."""
     table = Alert.__table__
+    # In dedupe-key order, so parallel sweeps take the unique-index locks in one order
+    # (no deadlocks between them).
+    source = source.order_by(text("4"))
     stmt = (
         _insert(dialect)(table)
         .from_select(_ALERT_COLUMNS, source)

@@ -23,6 +23,7 @@ import logging
 import random
 import secrets
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,7 +48,7 @@ log = logging.getLogger("nfod.webhooks")
 FIRST_RETRY_SECONDS = 10.0  # with jitter the first retry comes 5 to 10 s later (<= 30 s)
 MAX_BACKOFF_SECONDS = 3600.0
 CLAIM_BATCH = 100
-MAX_WORKERS = 8
+MAX_WORKERS = 16
 USER_AGENT = "nfod-response-webhooks/1"
 
 
@@ -247,6 +248,7 @@ def backlog(session: Session) -> int:
 @dataclass
 class Claim:
     delivery_id: str
+    webhook_id: str
     url: str
     secret: str
     body: str
@@ -259,6 +261,7 @@ class Outcome:
     ok: bool
     status_code: int | None
     error: str | None
+    skipped: bool = False  # not attempted in this pass (its receiver is down or slow)
 
 
 def claim_due(
@@ -300,7 +303,7 @@ def claim_due(
     ).scalars()
     claimed_ids = set(claimed)
     rows = session.execute(
-        select(d.id, d.payload, d.attempts, Webhook.url, Webhook.secret)
+        select(d.id, d.webhook_id, d.payload, d.attempts, Webhook.url, Webhook.secret)
         .join(Webhook, Webhook.id == d.webhook_id)
         .where(d.id.in_(claimed_ids))
         .order_by(d.next_attempt_at, d.id)
@@ -309,6 +312,7 @@ def claim_due(
     return [
         Claim(
             delivery_id=r.id,
+            webhook_id=r.webhook_id,
             url=r.url,
             secret=r.secret,
             body=json.dumps(r.payload, separators=(",", ":"), sort_keys=True),
@@ -351,15 +355,40 @@ def _send_one(client: httpx.Client, claim: Claim, *, now: datetime, settings: Se
 
 
 def send(claims: list[Claim], *, now: datetime, settings: Settings) -> list[Outcome]:
-    """POST every claimed message, in parallel, each bounded by the timeout. No database."""
+    """POST the claimed messages. No database work.
+
+    Receivers are served in parallel (one worker per webhook), each request bounded by the
+    timeout. Within one receiver, messages go in order; after a timeout or connection
+    failure, or once the pass has spent its time budget, that receiver's remaining
+    messages are skipped (not attempted, left due) so a dead receiver costs one timeout
+    per pass and never holds up the others or the next sweep.
+    """
     if not claims:
         return []
+    groups: dict[str, list[Claim]] = {}
+    for claim in claims:
+        groups.setdefault(claim.webhook_id, []).append(claim)
+    deadline = time.monotonic() + max(10.0, 3 * settings.webhook_timeout_seconds)
     timeout = httpx.Timeout(settings.webhook_timeout_seconds)
+
+    def run_group(group: list[Claim], client: httpx.Client) -> list[Outcome]:
+        out: list[Outcome] = []
+        give_up = False
+        for claim in group:
+            if give_up or time.monotonic() > deadline:
+                out.append(Outcome(claim.delivery_id, False, None, None, skipped=True))
+                continue
+            outcome = _send_one(client, claim, now=now, settings=settings)
+            out.append(outcome)
+            give_up = not outcome.ok and outcome.status_code is None
+        return out
+
     with (
         httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
-        ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(claims))) as pool,
+        ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(groups))) as pool,
     ):
-        return list(pool.map(lambda c: _send_one(client, c, now=now, settings=settings), claims))
+        results = pool.map(lambda g: run_group(g, client), groups.values())
+        return [outcome for group in results for outcome in group]
 
 
 def backoff_seconds(attempts: int, rng: random.Random | None = None) -> float:
@@ -371,11 +400,15 @@ def backoff_seconds(attempts: int, rng: random.Random | None = None) -> float:
 def record_results(
     session: Session, *, outcomes: list[Outcome], now: datetime, settings: Settings
 ) -> dict[str, int]:
-    counts = {"delivered": 0, "retry": 0, "failed": 0}
+    counts = {"delivered": 0, "retry": 0, "failed": 0, "skipped": 0}
     d = WebhookDelivery
     for outcome in outcomes:
         delivery = session.get(d, outcome.delivery_id)
         if delivery is None or delivery.status != "pending":
+            continue
+        if outcome.skipped:
+            delivery.locked_until = None
+            counts["skipped"] += 1
             continue
         delivery.attempts += 1
         delivery.last_status_code = outcome.status_code

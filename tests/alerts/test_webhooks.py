@@ -137,7 +137,7 @@ def test_registered_webhook_receives_a_signed_alert_once(
     )
     result = tick(sf, settings=local, at=AT)
     assert result.sweep.raised["contact_overdue"] == 1
-    assert result.deliveries == {"delivered": 1, "retry": 0, "failed": 0}
+    assert result.deliveries == {"delivered": 1, "retry": 0, "failed": 0, "skipped": 0}
     [req] = rx.requests
     assert verify_standard_webhook(hook["secret"], req["headers"], req["body"], now=AT)
     assert not verify_standard_webhook(
@@ -193,11 +193,29 @@ def test_a_receiver_that_times_out_does_not_block_the_others(data, sf, local, re
     result = tick(sf, settings=local, at=AT)
     elapsed = time.monotonic() - started
     assert elapsed < 2.5, elapsed  # bounded by the 0.5 s timeout, not the 3 s receiver
-    assert result.deliveries == {"delivered": 1, "retry": 1, "failed": 0}
+    assert result.deliveries == {"delivered": 1, "retry": 1, "failed": 0, "skipped": 0}
     assert len(fast.requests) == 1 and len(slow.requests) == 1
     by_url = {d.webhook_id: d for d in deliveries(sf)}
     assert sorted(d.status for d in by_url.values()) == ["delivered", "pending"]
     assert any(d.last_error == "timed out" for d in by_url.values())
+
+
+def test_a_dead_receiver_costs_one_timeout_per_pass(data, sf, local, receivers):
+    slow = receivers(delay=3.0)
+    fast = receivers()
+    slow_id, _ = new_webhook_row(sf, url=slow.url)
+    new_webhook_row(sf, url=fast.url)
+    agency = data.agency()
+    for n in range(4):
+        data.incident(occurred_at=T0 + timedelta(minutes=n), source_agency_id=agency)
+    started = time.monotonic()
+    result = tick(sf, settings=local, at=AT + timedelta(minutes=5))
+    assert time.monotonic() - started < 2.5
+    assert result.deliveries == {"delivered": 4, "retry": 1, "failed": 0, "skipped": 3}
+    assert len(fast.requests) == 4 and len(slow.requests) == 1
+    waiting = [d for d in deliveries(sf) if d.webhook_id == slow_id]
+    assert sorted(d.attempts for d in waiting) == [0, 0, 0, 1]
+    assert all(d.status == "pending" and d.locked_until is None for d in waiting)
 
 
 def test_gives_up_after_max_attempts_and_records_why(data, sf, local, receivers):
