@@ -152,56 +152,64 @@ def live_server():
 
 @dataclass
 class Cast:
-    """One team for one test: its own agencies, an outreach worker and a coordinator."""
+    """The people of one test: a fresh outreach agency and worker (so "My follow-ups" holds
+    only this test's incidents) and the coordinator shared by the session."""
 
     outreach_agency: str
-    other_agency: str
     outreach: str  # username
-    outreach_name: str
     coordinator: str
-    coordinator_token: str
-    outreach_token: str
+    coordinator_token: str  # also used to check what the server recorded (sees every case)
+
+
+def _create(admin: httpx.Client, path: str, body: dict) -> dict:
+    r = admin.post(path, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+@pytest.fixture(scope="session")
+def coordinator(live_server) -> tuple[str, str]:
+    """(username, token): made once; password hashing is deliberately slow."""
+    with live_server.client(live_server.admin_token) as admin:
+        hospital = _create(admin, "/v1/agencies", {"name": "NHS Tayside", "kind": "statutory"})
+        _create(
+            admin,
+            "/v1/users",
+            {
+                "username": "kim",
+                "password": PASSWORD,
+                "role": "coordinator",
+                "agency_id": hospital["id"],
+                "display_name": "Kim Coordinator",
+            },
+        )
+    return "kim", live_server.token("kim")
 
 
 @pytest.fixture
-def cast(live_server) -> Cast:
+def cast(live_server, coordinator) -> Cast:
     tag = uuid.uuid4().hex[:6]
     with live_server.client(live_server.admin_token) as admin:
-
-        def agency(name, kind):
-            r = admin.post("/v1/agencies", json={"name": f"{name} {tag}", "kind": kind})
-            assert r.status_code == 201, r.text
-            return r.json()["id"]
-
-        outreach_agency = agency("Hillcrest Futures", "third_sector")
-        other_agency = agency("Positive Steps", "third_sector")
-        hospital = agency("NHS Tayside", "statutory")
-
-        def user(role, agency_id, display):
-            username = f"{role}-{tag}"
-            r = admin.post(
-                "/v1/users",
-                json={
-                    "username": username,
-                    "password": PASSWORD,
-                    "role": role,
-                    "agency_id": agency_id,
-                    "display_name": display,
-                },
-            )
-            assert r.status_code == 201, r.text
-            return username
-
-        outreach = user("outreach", outreach_agency, "Jo Outreach")
-        coordinator = user("coordinator", hospital, "Kim Coordinator")
+        agency = _create(
+            admin, "/v1/agencies", {"name": f"Hillcrest Futures {tag}", "kind": "third_sector"}
+        )
+        username = f"outreach-{tag}"
+        _create(
+            admin,
+            "/v1/users",
+            {
+                "username": username,
+                "password": PASSWORD,
+                "role": "outreach",
+                "agency_id": agency["id"],
+                "display_name": "Jo Outreach",
+            },
+        )
     return Cast(
-        outreach_agency=outreach_agency,
-        other_agency=other_agency,
-        outreach=outreach,
-        outreach_name="Jo Outreach",
-        coordinator=coordinator,
-        coordinator_token=live_server.token(coordinator),
-        outreach_token=live_server.token(outreach),
+        outreach_agency=agency["id"],
+        outreach=username,
+        coordinator=coordinator[0],
+        coordinator_token=coordinator[1],
     )
 
 

@@ -60,6 +60,22 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(
     later = seed("Alex", "Brown", hours_ago=20)  # 52 h left
     late = seed("Chris", "Doyle", hours_ago=77)  # overdue by 5 h
     seed("Pat", "Elsewhere", hours_ago=10, assign=False)  # not assigned to my agency: not listed
+    with live_server.client(cast.coordinator_token) as c:
+        r = c.put(
+            f"/v1/persons/{soon['person_id']}/safety-plan",
+            json={
+                "risk_level": "red",
+                "risk_factors": ["recent_prison_release"],
+                "lead_agency_id": cast.outreach_agency,
+                "actions": [
+                    {
+                        "description": "Naloxone kit and training",
+                        "owner_agency_id": cast.outreach_agency,
+                    }
+                ],
+            },
+        )
+        assert r.status_code in (200, 201), r.text
 
     sign_in(page, cast.outreach)
     expect(page.get_by_role("heading", name="My follow-ups")).to_be_visible()
@@ -86,7 +102,13 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(
     cards.nth(1).get_by_role("link").click()
     expect(page.get_by_role("heading", name="Sam Reid, 42")).to_be_visible()
     expect(page.locator("#follow-up-state")).to_have_text("Awaiting contact")
-    expect(page.locator("#safety-plan, #plan-h")).not_to_have_count(0)
+    # The safety plan summary: risk level in words, lead agency, actions.
+    plan = page.locator("#safety-plan")
+    expect(plan).to_contain_text("Risk: red")
+    expect(plan).to_contain_text("Lead agency")
+    expect(plan).to_contain_text("Hillcrest Futures")
+    expect(plan).to_contain_text("Naloxone kit and training")
+    expect(plan).to_contain_text("Recent prison release")
     assert unlabelled_controls(page) == []
     assert no_sideways_scroll(page)
     screenshot(page, "incident")
@@ -98,7 +120,7 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(
     expect(page.locator("#follow-up-state")).to_have_text("Contacted")
     expect(page.locator("#attempts li")).to_have_count(1)
     expect(page.locator("#attempts")).to_contain_text("Phone: Contacted")
-    saved = contacts_on_server(live_server, cast.outreach_token, soon["id"])
+    saved = contacts_on_server(live_server, cast.coordinator_token, soon["id"])
     assert [(c["method"], c["outcome"], c["actions"]) for c in saved] == [
         ("phone", "contacted", ["naloxone_supplied"])
     ]
@@ -144,7 +166,7 @@ def test_a_rejected_contact_is_explained_next_to_the_field_and_not_queued(
         page.evaluate("() => JSON.parse(localStorage.getItem('nfod.outbox.v1') || '[]').length")
         == 0
     )
-    assert contacts_on_server(live_server, cast.outreach_token, incident["id"]) == []
+    assert contacts_on_server(live_server, cast.coordinator_token, incident["id"]) == []
 
 
 def test_contact_logged_offline_waits_then_is_sent_exactly_once(
@@ -166,14 +188,14 @@ def test_contact_logged_offline_waits_then_is_sent_exactly_once(
     screenshot(page, "incident-offline")
     key = page.evaluate("() => JSON.parse(localStorage.getItem('nfod.outbox.v1'))[0].key")
     assert re.fullmatch(r"[0-9a-f-]{36}", key)
-    assert contacts_on_server(live_server, cast.outreach_token, incident["id"]) == []
+    assert contacts_on_server(live_server, cast.coordinator_token, incident["id"]) == []
 
     # The signal returns: the queued attempt goes by itself, once.
     context.set_offline(False)
     expect(page.locator("#outbox-banner")).to_be_hidden()
     expect(page.locator(".pending-attempt")).to_have_count(0)
     expect(page.locator("#attempts li")).to_have_count(1)
-    saved = contacts_on_server(live_server, cast.outreach_token, incident["id"])
+    saved = contacts_on_server(live_server, cast.coordinator_token, incident["id"])
     assert [(c["method"], c["outcome"]) for c in saved] == [("home_visit", "no_answer")]
 
 
@@ -202,11 +224,11 @@ def test_reopened_without_a_signal_the_app_still_opens_and_sends_the_queue_later
         page.reload()  # e.g. the phone closed the tab; still no signal
         expect(page.locator("#outbox-banner")).to_have_text("1 contact waiting to send")
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-        assert contacts_on_server(live_server, cast.outreach_token, incident["id"]) == []
+        assert contacts_on_server(live_server, cast.coordinator_token, incident["id"]) == []
 
         context.set_offline(False)
         expect(page.locator("#outbox-banner")).to_be_hidden()
-        saved = contacts_on_server(live_server, cast.outreach_token, incident["id"])
+        saved = contacts_on_server(live_server, cast.coordinator_token, incident["id"])
         assert [(c["method"], c["outcome"]) for c in saved] == [("street", "contacted")]
     finally:
         context.close()
@@ -237,7 +259,7 @@ def test_an_answer_lost_on_the_way_back_is_retried_with_the_same_key_and_not_dup
     page.get_by_role("radio", name="Message left").check()
     page.get_by_role("button", name="Save contact").click()
     expect(page.locator("#waiting-message")).to_be_visible()
-    assert len(contacts_on_server(live_server, cast.outreach_token, incident["id"])) == 1
+    assert len(contacts_on_server(live_server, cast.coordinator_token, incident["id"])) == 1
 
     # Retry (as the "online" event would): the same Idempotency-Key, so no second contact.
     page.unroute("**/v1/incidents/*/contacts")
@@ -246,7 +268,7 @@ def test_an_answer_lost_on_the_way_back_is_retried_with_the_same_key_and_not_dup
     assert retry.value.headers["idempotency-key"] == keys[0]
     expect(page.locator("#outbox-banner")).to_be_hidden()
     expect(page.locator("#attempts li")).to_have_count(1)
-    saved = contacts_on_server(live_server, cast.outreach_token, incident["id"])
+    saved = contacts_on_server(live_server, cast.coordinator_token, incident["id"])
     assert [(c["method"], c["outcome"]) for c in saved] == [("phone", "message_left")]
 
 
@@ -337,7 +359,7 @@ def test_coordinator_holds_huddle_discusses_item_and_it_moves_to_next_days_follo
     expect(page.locator(f'#section-new [data-incident-id="{item["id"]}"]')).to_have_count(0)
 
     # And the outreach worker of the assigned agency now has it in "My follow-ups".
-    with live_server.client(cast.outreach_token) as c:
+    with live_server.client(live_server.token(cast.outreach)) as c:
         r = c.get(
             "/v1/incidents",
             params={"status": "awaiting_contact", "assigned_agency_id": cast.outreach_agency},
@@ -401,5 +423,29 @@ def test_keyboard_only_sign_in_and_contact_with_visible_focus(page, live_server,
     page.keyboard.press("Space")
     page.keyboard.press("Enter")  # implicit submission from the form
     expect(page.locator("#follow-up-state")).to_have_text("Contacted")
-    saved = contacts_on_server(live_server, cast.outreach_token, incident["id"])
+    saved = contacts_on_server(live_server, cast.coordinator_token, incident["id"])
     assert [(c["method"], c["outcome"]) for c in saved] == [("phone", "contacted")]
+
+
+def test_analyst_and_admin_are_offered_only_their_notes(page, live_server, cast):
+    with live_server.client(live_server.admin_token) as admin:
+        for role in ("analyst", "admin"):
+            r = admin.post(
+                "/v1/users",
+                json={"username": f"{role}-{cast.outreach}", "password": PASSWORD, "role": role},
+            )
+            assert r.status_code == 201, r.text
+    sign_in(page, f"analyst-{cast.outreach}")
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link")).to_have_text(["Reports"])
+    expect(page.get_by_role("heading", name="Summary report")).to_be_visible()
+    expect(page.get_by_text("Reports are aggregate only")).to_be_visible()
+    page.goto("/app/#/follow-ups")
+    expect(page.get_by_role("heading", name="Not available")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, f"admin-{cast.outreach}")
+    expect(nav.get_by_role("link")).to_have_text(["Administration"])
+    expect(page.get_by_role("link", name="Open the API documentation")).to_have_attribute(
+        "href", "/docs"
+    )
