@@ -1,7 +1,7 @@
 """``nfod demo``: a realistic, deterministic demo data set for an empty database.
 
 A Dundee-style partnership (the agencies in DOMAIN.md), one user per role with printed
-demo passwords, a partner API key, and a few hundred overdoses over the last six weeks:
+demo passwords, a partner API key, and a few hundred overdoses over the last five weeks:
 repeat overdoses by the same people, unidentified persons, contacts (some late, some
 never), closed follow-ups, postcode districts DD1-DD5 (skewed towards the centre).
 """
@@ -138,9 +138,9 @@ USERS = [  # (username, role, agency index, display name, password)
     ("demo-outreach-wawy", "outreach", 5, "Aileen (We Are With You)", "demo-outreach2-pass"),
     ("demo-analyst", "analyst", None, "Priya Analyst", "demo-analyst-pass"),
 ]
-INCIDENTS = 320
-PEOPLE = 190
-DAYS = 42
+INCIDENTS = 280
+PEOPLE = 170
+DAYS = 35
 
 
 def _chi(dob: date, male: bool, rng: random.Random) -> str | None:
