@@ -32,6 +32,8 @@ def test_sign_in_shows_only_the_outreach_screens_and_wrong_password_in_words(
 ):
     page.goto("/app/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
     assert unlabelled_controls(page) == []
     screenshot(page, "sign-in")
     page.get_by_label("Username").fill(cast.outreach)

@@ -60,6 +60,13 @@ export async function renderHuddle(main, [dateParam]) {
           paintHead(); paintBody();
           document.getElementById("held-status")?.focus();
         } catch (error) {
+          if (error.status === 409) {
+            // Someone else held it a moment ago: show the frozen agenda they made.
+            agenda = await api(`/v1/huddles/${date}/agenda`).catch(() => agenda);
+            paintHead(); paintBody();
+            announce("This meeting had already been held; showing the frozen agenda.");
+            return;
+          }
           holdError.textContent = plainError(error);
           holdError.hidden = false;
           confirmHold.disabled = false;
