@@ -12,7 +12,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
 from api.logging_setup import request_id_var
-from api.problems import log_unhandled, problem_response
+from api.problems import (
+    database_unavailable,
+    log_unhandled,
+    problem_response,
+    unavailable_response,
+)
 
 log = logging.getLogger("nfod.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,100}$")
@@ -94,9 +99,12 @@ class RequestContextMiddleware:
                     log_unhandled(exc)
                     if state["started"]:
                         raise
-                    await problem_response(
-                        500, "something went wrong on our side; it has been logged"
-                    )(scope, receive, send_out)
+                    if database_unavailable(exc):
+                        await unavailable_response()(scope, receive, send_out)
+                    else:
+                        await problem_response(
+                            500, "something went wrong on our side; it has been logged"
+                        )(scope, receive, send_out)
             if state["too_large"] and not state["started"]:
                 await self._too_large()(scope, receive, send_out)
         finally:

@@ -115,9 +115,26 @@ def log_unhandled(exc: BaseException) -> None:
     )
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """The database is down, restarting or out of pooled connections: retryable, so 503."""
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.TimeoutError) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    )
+
+
+def unavailable_response() -> JSONResponse:
+    return problem_response(
+        503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"}
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Normally the request middleware answers first; this is the fallback.
     log_unhandled(exc)
+    if database_unavailable(exc):
+        return unavailable_response()
     return problem_response(500, "something went wrong on our side; it has been logged")
 
 
