@@ -1,0 +1,71 @@
+"""Shared helpers for the benchmark harness: database URLs, timing, percentiles."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/nfod_bench"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+NFOD = os.path.join(ROOT, ".venv", "bin", "nfod")
+
+# Fixed credentials the generator seeds into every bench database (never used outside bench).
+BENCH_API_KEY = "nfod_bench-partner-key-0000000000000000000000"
+BENCH_COORDINATOR = ("bench-coordinator", "bench-coordinator-pw")
+BENCH_ANALYST = ("bench-analyst", "bench-analyst-pw")
+
+
+def bench_url() -> str:
+    return os.environ.get("NFOD_BENCH_DATABASE_URL", DEFAULT_URL)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def libpq(url: str) -> str:
+    """A SQLAlchemy URL as a libpq one (drop the +driver)."""
+    scheme, rest = url.split("://", 1)
+    return "postgresql://" + rest
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def recreate_database(url: str) -> None:
+    """Drop and create the database named in ``url`` (a bench database only)."""
+    name = database_name(url)
+    if not name.startswith("nfod_bench"):
+        raise SystemExit(f"refusing to drop {name!r}: bench databases are named nfod_bench*")
+    admin = libpq(with_database(url, "postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def summary_ms(samples: list[float]) -> dict:
+    """Latency samples in seconds -> a dict of milliseconds."""
+    if not samples:
+        return {"n": 0}
+    return {
+        "n": len(samples),
+        "p50_ms": round(pct(samples, 50) * 1000, 2),
+        "p95_ms": round(pct(samples, 95) * 1000, 2),
+        "p99_ms": round(pct(samples, 99) * 1000, 2),
+        "max_ms": round(max(samples) * 1000, 2),
+        "mean_ms": round(statistics.fmean(samples) * 1000, 2),
+    }

@@ -1,0 +1,1092 @@
+"""``make bench``: every figure of issue 7, measured side by side in one run.
+
+    .venv/bin/python -m bench.run            (or: make bench)
+
+Environment (all optional):
+
+    NFOD_BENCH_DATABASE_URL   the big database (default ...5432/nfod_bench); the small one is
+                              the same URL with database ``nfod_bench_small``
+    BENCH_INCIDENTS           size of the big data set (default 1000000)
+    BENCH_SMALL_INCIDENTS     size of the small data set (default 10000)
+    BENCH_REUSE=1             reuse existing databases instead of regenerating them
+    BENCH_SECONDS             seconds per ingest measurement (default 20)
+    BENCH_READS               requests per read endpoint (default 100)
+    BENCH_OVERDUE_BATCH       newly overdue incidents for the sweep figure (default 10000)
+    BENCH_ONLY                comma list of steps: generate,reads,sweep,ingest,crash,pgrestart,parallel
+    BENCH_PG_BIN              PostgreSQL binaries for the private instance (/usr/lib/postgresql/15/bin)
+    BENCH_PRIVATE_PG_PORT     port of the private instance (default 5544)
+
+Writes bench/results/results.json and bench/results/results.md (plus EXPLAIN plans in
+bench/results/explain/ and server logs in bench/results/logs/, not committed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+
+from bench import explain as explain_mod
+from bench.common import (
+    BENCH_ANALYST,
+    BENCH_COORDINATOR,
+    NFOD,
+    PYTHON,
+    ROOT,
+    bench_url,
+    libpq,
+    summary_ms,
+    with_database,
+)
+from bench.servers import Server, token
+
+RESULTS = os.path.join(ROOT, "bench", "results")
+LOGS = os.path.join(RESULTS, "logs")
+EXPLAINS = os.path.join(RESULTS, "explain")
+
+BIG_N = int(os.environ.get("BENCH_INCIDENTS", "1000000"))
+SMALL_N = int(os.environ.get("BENCH_SMALL_INCIDENTS", "10000"))
+REUSE = os.environ.get("BENCH_REUSE") == "1"
+SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
+READS = int(os.environ.get("BENCH_READS", "100"))
+OVERDUE_BATCH = int(os.environ.get("BENCH_OVERDUE_BATCH", "10000"))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+PG_BIN = os.environ.get("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin")
+PRIVATE_PORT = int(os.environ.get("BENCH_PRIVATE_PG_PORT", "5544"))
+API_PORT, BASE_PORT = 8190, 8191
+
+
+def wanted(step: str) -> bool:
+    return not ONLY or step in ONLY
+
+
+def log(*a) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}]", *a, flush=True)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def pg_exec(url: str, sql: str, params=None, fetch: bool = True):
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if fetch and cur.description else None
+
+
+def versions(url: str) -> dict:
+    import fastapi
+    import pydantic
+    import sqlalchemy
+    import uvicorn
+
+    pg = pg_exec(with_database(url, "postgres"), "SHOW server_version")[0][0]
+    return {
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "fastapi": fastapi.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
+        "pydantic": pydantic.__version__,
+        "uvicorn": uvicorn.__version__,
+        "psycopg": psycopg.__version__,
+        "httpx": httpx.__version__,
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True
+        ).strip()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+# --- data sets --------------------------------------------------------------------------------
+
+
+def dataset(url: str, n: int, anchor: datetime) -> dict:
+    from bench.common import database_name
+    from bench.generate import generate
+
+    path = os.path.join(RESULTS, f"dataset-{database_name(url)}.json")
+    if REUSE and os.path.exists(path):
+        try:
+            pg_exec(url, "SELECT 1")
+            info = json.load(open(path))
+            info["reused"] = True
+            return info
+        except psycopg.OperationalError:
+            pass
+    log(f"generating {n:,} incidents into {database_name(url)}")
+    info = generate(url, incidents=n, anchor=anchor)
+    info["reused"] = False
+    return info
+
+
+# --- read endpoints ---------------------------------------------------------------------------
+
+
+def timed_gets(client: httpx.Client, paths: list[str], n: int, warmup: int = 3) -> dict:
+    lat: list[float] = []
+    statuses: dict[str, int] = {}
+    sizes: list[int] = []
+    for i in range(warmup):
+        client.get(paths[i % len(paths)])
+    for i in range(n):
+        path = paths[i % len(paths)]
+        t = time.perf_counter()
+        resp = client.get(path)
+        lat.append(time.perf_counter() - t)
+        statuses[str(resp.status_code)] = statuses.get(str(resp.status_code), 0) + 1
+        sizes.append(len(resp.content))
+    out = summary_ms(lat)
+    out["statuses"] = statuses
+    out["mean_bytes"] = int(statistics.fmean(sizes)) if sizes else 0
+    return out
+
+
+def agenda_day(info: dict) -> str:
+    return info["agenda_date"]
+
+
+def agenda_paths(info: dict) -> list[str]:
+    return [f"/v1/huddles/{agenda_day(info)}/agenda"]
+
+
+def agenda_shape(client: httpx.Client, info: dict) -> dict:
+    resp = client.get(agenda_paths(info)[0])
+    if resp.status_code != 200:
+        return {"status": resp.status_code}
+    body = resp.json()
+    return {"new": len(body.get("new", [])), "follow_ups": len(body.get("follow_ups", []))}
+
+
+def read_paths(url: str, info: dict) -> dict[str, list[str]]:
+    rows = pg_exec(
+        url, "SELECT family_name, chi FROM persons WHERE chi IS NOT NULL ORDER BY md5(id) LIMIT 200"
+    )
+    families = sorted({r[0] for r in rows})
+    chis = [r[1] for r in rows]
+    pids = [
+        r[0]
+        for r in pg_exec(
+            url,
+            "SELECT person_id FROM incidents WHERE person_id IS NOT NULL ORDER BY md5(id) LIMIT 50",
+        )
+    ]
+    anchor = datetime.fromisoformat(info["anchor"].replace("Z", "+00:00"))
+    year_to = anchor.date()
+    year_from = year_to - timedelta(days=364)
+    return {
+        "person_search_name": [f"/v1/persons?q={f}" for f in families],
+        "person_search_name_2words": [
+            f"/v1/persons?q={f}%20{g}"
+            for f, g in zip(families, ["sam", "john", "sarah", "amy"] * 50)
+        ],
+        "person_search_chi": [f"/v1/persons?chi={c}" for c in chis],
+        "incident_list_first_page": ["/v1/incidents?limit=50"],
+        "incident_list_awaiting": ["/v1/incidents?status=awaiting_contact&limit=50"],
+        "incident_list_overdue": ["/v1/incidents?overdue=true&limit=50"],
+        "incident_list_person": [f"/v1/incidents?person_id={p}" for p in pids],
+        "incident_list_year": [
+            f"/v1/incidents?occurred_from={year_from}T00:00:00Z&occurred_to={year_to}T00:00:00Z&limit=50"
+        ],
+        "reports_summary_year": [f"/v1/reports/summary?from={year_from}&to={year_to}"],
+    }
+
+
+def deep_page_paths(client: httpx.Client, pages: int = 20) -> list[str]:
+    """Cursors of pages 2..pages of the incident list (keyset paging deep into the list)."""
+    paths = []
+    path = "/v1/incidents?limit=50"
+    for _ in range(pages):
+        resp = client.get(path)
+        if resp.status_code != 200:
+            break
+        cur = resp.json().get("next_cursor")
+        if not cur:
+            break
+        path = f"/v1/incidents?limit=50&cursor={cur}"
+        paths.append(path)
+    return paths
+
+
+def step_reads(big_url: str, small_url: str, big: dict, small: dict) -> dict:
+    out: dict = {}
+    for label, url, info in (("small", small_url, small), ("big", big_url, big)):
+        server = Server(f"api-reads-{label}", "api", url, API_PORT, LOGS)
+        server.start()
+        try:
+            tok = token(server.base, *BENCH_COORDINATOR)
+            headers = {"Authorization": f"Bearer {tok}"}
+            with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
+                out[f"agenda_{label}"] = timed_gets(client, agenda_paths(info), READS)
+                out[f"agenda_{label}"]["items"] = agenda_shape(client, info)
+                if label == "big":
+                    for name, paths in read_paths(url, info).items():
+                        n = 10 if name.startswith("reports") else READS
+                        out[name] = timed_gets(client, paths, n, warmup=1)
+                    deep = deep_page_paths(client)
+                    if deep:
+                        out["incident_list_pages_2_to_20"] = timed_gets(client, deep, READS)
+            analyst = token(server.base, *BENCH_ANALYST) if label == "big" else None
+            if analyst:
+                with httpx.Client(
+                    base_url=server.base, headers={"Authorization": f"Bearer {analyst}"}, timeout=60
+                ) as c:
+                    out["reports_summary_year_analyst"] = timed_gets(
+                        c, read_paths(url, info)["reports_summary_year"], 10, warmup=1
+                    )
+        finally:
+            server.stop()
+    a_small = out["agenda_small"].get("p95_ms")
+    a_big = out["agenda_big"].get("p95_ms")
+    if a_small and a_big:
+        out["agenda_ratio_p95_big_over_small"] = round(a_big / a_small, 2)
+    return out
+
+
+def step_explain(big_url: str, big: dict) -> dict:
+    """EXPLAIN ANALYZE of the statements each hot endpoint runs (in-process, same database)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from services.config import load_settings
+    from services.db import make_engine
+
+    os.makedirs(EXPLAINS, exist_ok=True)
+    engine = make_engine(big_url)
+    rec = explain_mod.Recorder(engine)
+    app = create_app(load_settings(database_url=big_url, log_level="WARNING"), engine=engine)
+    summary: dict = {}
+    with TestClient(app) as client:
+        tok = client.post(
+            "/v1/auth/token", data=dict(zip(("username", "password"), BENCH_COORDINATOR))
+        ).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {tok}"
+        paths = read_paths(big_url, big)
+        targets = {
+            "agenda": agenda_paths(big)[0],
+            "person_search_name": paths["person_search_name"][0],
+            "person_search_chi": paths["person_search_chi"][0],
+            "incident_list_first_page": paths["incident_list_first_page"][0],
+            "incident_list_overdue": paths["incident_list_overdue"][0],
+            "incident_list_person": paths["incident_list_person"][0],
+            "incident_list_year": paths["incident_list_year"][0],
+            "reports_summary_year": paths["reports_summary_year"][0],
+        }
+        for name, path in targets.items():
+            client.get(path)  # warm
+            stmts = rec.capture(lambda p=path: client.get(p))
+            plans = explain_mod.explain(engine, stmts)
+            summary[name] = [{k: v for k, v in p.items() if k != "plan"} for p in plans]
+            write_plans(name, path, plans)
+    engine.dispose()
+    return summary
+
+
+def write_plans(name: str, what: str, plans: list[dict]) -> None:
+    with open(os.path.join(EXPLAINS, f"{name}.txt"), "w") as fh:
+        fh.write(
+            f"# {name}: {what}\n# the slowest statements it ran, EXPLAIN (ANALYZE, BUFFERS)\n\n"
+        )
+        for p in plans:
+            fh.write(
+                f"-- {p['execution_ms']} ms; seq scans on big tables: {p['seq_scans_on_big_tables'] or 'none'}\n"
+            )
+            fh.write(p["sql"] + "\n\n" + p["plan"] + "\n\n")
+
+
+# --- sweep ------------------------------------------------------------------------------------
+
+
+def add_overdue_batch(url: str, n: int, at: datetime) -> int:
+    """n incidents whose 72-hour window ends in (at - 6 h, at), reported an hour before ``at``."""
+    sql = """
+    WITH src AS (SELECT id FROM agencies ORDER BY name LIMIT 1),
+         cli AS (SELECT id FROM api_clients ORDER BY created_at LIMIT 1),
+         ppl AS (SELECT id, row_number() OVER () AS rn FROM (
+                   SELECT id FROM persons TABLESAMPLE SYSTEM (10) LIMIT %(n)s) p),
+         g AS (SELECT s, %(at)s::timestamptz - interval '72 hours'
+                      - (random() * interval '6 hours') - interval '1 second' AS occurred
+                 FROM generate_series(1, %(n)s) s)
+    INSERT INTO incidents (id, source_agency_id, source_ref, created_by_type, created_by_id,
+        occurred_at, reported_at, contact_due_at, postcode, postcode_district, person_id, fu_status,
+        hospital, naloxone_administered, created_at, updated_at)
+    SELECT gen_random_uuid()::text, (SELECT id FROM src), 'SWEEPBATCH-' || %(tag)s || '-' || g.s,
+           'client', (SELECT id FROM cli), g.occurred, %(at)s::timestamptz - interval '1 hour',
+           g.occurred + interval '72 hours', 'DD1 1AA', 'DD1', ppl.id, 'awaiting_contact',
+           'declined', true, %(at)s::timestamptz - interval '1 hour', %(at)s::timestamptz - interval '1 hour'
+      FROM g LEFT JOIN ppl ON ppl.rn = g.s
+    """
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        cur = conn.execute(sql, {"n": n, "at": at, "tag": f"{int(at.timestamp())}"})
+        conn.execute("ANALYZE incidents")
+        return cur.rowcount
+
+
+def step_sweep(big_url: str, big: dict) -> dict:
+    from sqlalchemy import text
+
+    from services.config import load_settings
+    from services.db import make_engine, make_session_factory
+    from services.sweep import sweep
+
+    settings = load_settings(database_url=big_url, log_level="WARNING")
+    engine = make_engine(big_url)
+    factory = make_session_factory(engine)
+    out: dict = {}
+    b = datetime.now(UTC).replace(microsecond=0)
+    a = b - timedelta(hours=6)
+
+    # 1. Bring the alerts to a steady state at A (what the previous sweeps raised).
+    existing = pg_exec(big_url, "SELECT count(*) FROM alerts")[0][0]
+    log(f"sweep: warm-up sweep at A={iso(a)} (alerts present: {existing:,})")
+    t = time.perf_counter()
+    with factory() as s:
+        r = sweep(s, at=a, settings=settings)
+        s.commit()
+    out["warmup_sweep_at_A"] = {
+        "seconds": round(time.perf_counter() - t, 3),
+        "raised": r.raised,
+        "alerts_before": existing,
+    }
+    # 2. The newly overdue batch, then the timed sweep at B (rolled back and repeated).
+    out["overdue_batch_inserted"] = add_overdue_batch(big_url, OVERDUE_BATCH, b)
+    newly = pg_exec(
+        big_url,
+        "SELECT count(*) FROM incidents WHERE fu_status='awaiting_contact' "
+        "AND contact_due_at > %s AND contact_due_at < %s",
+        (a, b),
+    )[0][0]
+    out["newly_overdue_rows"] = newly
+    out["total_incidents"] = pg_exec(big_url, "SELECT count(*) FROM incidents")[0][0]
+    runs = []
+    raised = None
+    for i in range(3):
+        with factory() as s:
+            t = time.perf_counter()
+            r = sweep(s, at=b, settings=settings)
+            s.flush()
+            runs.append(time.perf_counter() - t)
+            raised = r.raised
+            s.rollback()
+    out["sweep_seconds_runs"] = [round(x, 3) for x in runs]
+    out["sweep_seconds"] = round(statistics.median(runs), 3)
+    out["sweep_raised"] = raised
+    # 3. The baseline: one hand-written UPDATE flagging exactly those rows (rolled back).
+    base_runs = []
+    for i in range(3):
+        with engine.connect() as conn:
+            t = time.perf_counter()
+            res = conn.execute(
+                text(
+                    "UPDATE incidents SET updated_at = :b WHERE fu_status = 'awaiting_contact' "
+                    "AND contact_due_at > :a AND contact_due_at < :b"
+                ),
+                {"a": a, "b": b},
+            )
+            base_runs.append(time.perf_counter() - t)
+            out["baseline_rows"] = res.rowcount
+            conn.rollback()
+    out["baseline_update_seconds_runs"] = [round(x, 4) for x in base_runs]
+    out["baseline_update_seconds"] = round(statistics.median(base_runs), 4)
+    out["ratio_sweep_over_update"] = round(out["sweep_seconds"] / out["baseline_update_seconds"], 1)
+    # 4. EXPLAIN ANALYZE of the sweep's statements (inside a rolled-back transaction).
+    rec = explain_mod.Recorder(engine)
+    with factory() as s:
+        stmts = rec.capture(lambda: (sweep(s, at=b, settings=settings), s.flush()))
+        s.rollback()
+    plans = explain_mod.explain(engine, stmts, keep=6, include_writes=True)
+    os.makedirs(EXPLAINS, exist_ok=True)
+    write_plans("sweep", f"one sweep at B over {out['total_incidents']:,} incidents", plans)
+    out["explain"] = [
+        {k: v for k, v in p.items() if k not in ("plan", "sql")} | {"sql": p["sql"][:160]}
+        for p in plans
+    ]
+    # 5. Commit one sweep at B (so later steps see the steady state).
+    with factory() as s:
+        sweep(s, at=b, settings=settings)
+        s.commit()
+    engine.dispose()
+    return out
+
+
+# --- ingest -----------------------------------------------------------------------------------
+
+
+def sample_people(url: str, path: str) -> None:
+    rows = pg_exec(
+        url,
+        "SELECT given_name, family_name, date_of_birth, sex, chi FROM persons "
+        "TABLESAMPLE SYSTEM (5) WHERE merged_into_id IS NULL LIMIT 2000",
+    )
+    people = []
+    for given, family, dob, sex, chi in rows:
+        p = {
+            "given_name": given,
+            "family_name": family,
+            "date_of_birth": dob.isoformat(),
+            "sex": sex,
+        }
+        if chi:
+            p["chi"] = chi
+        people.append(p)
+    json.dump(people, open(path, "w"))
+
+
+def load(base: str, *args: str, timeout: float = 600) -> dict:
+    cmd = [PYTHON, "-m", "bench.load", "--base", base, *args]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"load client failed: {res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def step_ingest(big_url: str) -> dict:
+    people = os.path.join(LOGS, "people.json")
+    sample_people(big_url, people)
+    out: dict = {}
+    secs = str(SECONDS)
+    for kind, port in (("baseline", BASE_PORT), ("api", API_PORT)):
+        server = Server(f"{kind}-ingest", kind, big_url, port, LOGS)
+        server.start()
+        try:
+            load(
+                server.base,
+                "--mode",
+                "max",
+                "--seconds",
+                "3",
+                "--concurrency",
+                "8",
+                "--people",
+                people,
+            )  # warm-up
+            out[f"{kind}_max"] = load(
+                server.base,
+                "--mode",
+                "max",
+                "--seconds",
+                secs,
+                "--concurrency",
+                "16",
+                "--people",
+                people,
+            )
+            out[f"{kind}_rate100"] = load(
+                server.base,
+                "--mode",
+                "rate",
+                "--rate",
+                "100",
+                "--seconds",
+                secs,
+                "--people",
+                people,
+            )
+            out[f"{kind}_peak_rss_mb"] = server.peak_rss_mb()
+        finally:
+            server.stop()
+    out["ratio_throughput_api_over_baseline"] = round(
+        out["api_max"]["throughput_rps"] / out["baseline_max"]["throughput_rps"], 3
+    )
+    return out
+
+
+# --- resilience -------------------------------------------------------------------------------
+
+
+def check_journal(url: str, journal: str, tag: str) -> dict:
+    """Every key answered 2xx: one id, the incident exists once; no source_ref twice."""
+    by_key: dict[str, dict] = {}
+    problems_5xx = non_problem_5xx = 0
+    for line in open(journal):
+        r = json.loads(line)
+        k = by_key.setdefault(r["key"], {"ref": r["ref"], "ids": set(), "statuses": []})
+        k["statuses"].append(r["status"])
+        if r.get("id"):
+            k["ids"].add(r["id"])
+        if isinstance(r["status"], int) and r["status"] >= 500:
+            if r.get("problem"):
+                problems_5xx += 1
+            else:
+                non_problem_5xx += 1
+    acked = {k: v for k, v in by_key.items() if v["ids"]}
+    inconsistent = sum(1 for v in acked.values() if len(v["ids"]) > 1)
+    ids = [next(iter(v["ids"])) for v in acked.values()]
+    found = {}
+    with psycopg.connect(libpq(url)) as conn:
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i : i + 1000]
+            for iid, ref in conn.execute(
+                "SELECT id, source_ref FROM incidents WHERE id = ANY(%s)", (chunk,)
+            ):
+                found[iid] = ref
+        dup = conn.execute(
+            "SELECT count(*) FROM (SELECT source_ref FROM incidents WHERE source_ref LIKE %s "
+            "GROUP BY source_agency_id, source_ref HAVING count(*) > 1) d",
+            (f"LOAD-{tag}-%",),
+        ).fetchone()[0]
+        stored = conn.execute(
+            "SELECT count(*) FROM incidents WHERE source_ref LIKE %s", (f"LOAD-{tag}-%",)
+        ).fetchone()[0]
+    missing = sum(1 for v in acked.values() if next(iter(v["ids"])) not in found)
+    wrong_ref = sum(
+        1 for v in acked.values() if found.get(next(iter(v["ids"]))) not in (None, v["ref"])
+    )
+    unanswered = [k for k, v in by_key.items() if not v["ids"]]
+    return {
+        "requests": len(by_key),
+        "acknowledged": len(acked),
+        "acknowledged_missing_in_db": missing,
+        "acknowledged_with_two_ids": inconsistent,
+        "acknowledged_wrong_source_ref": wrong_ref,
+        "never_acknowledged": len(unanswered),
+        "stored_incidents": stored,
+        "duplicated_source_refs": dup,
+        "stored_but_never_acknowledged": stored - len(acked),
+        "5xx_problem_json": problems_5xx,
+        "5xx_not_problem_json": non_problem_5xx,
+        "ok": missing == 0
+        and inconsistent == 0
+        and dup == 0
+        and wrong_ref == 0
+        and stored == len(acked),
+    }
+
+
+def run_load_async(base: str, *args: str) -> subprocess.Popen:
+    cmd = [PYTHON, "-m", "bench.load", "--base", base, *args]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def step_crash(big_url: str) -> dict:
+    tag = f"crash{int(time.time())}"
+    journal = os.path.join(LOGS, f"{tag}.jsonl")
+    people = os.path.join(LOGS, "people.json")
+    if not os.path.exists(people):
+        sample_people(big_url, people)
+    server = Server("api-crash", "api", big_url, API_PORT, LOGS)
+    server.start()
+    seconds = 30
+    kill_at = random.uniform(5, 20)
+    loader = run_load_async(
+        server.base,
+        "--mode",
+        "crash",
+        "--rate",
+        "200",
+        "--seconds",
+        str(seconds),
+        "--journal",
+        journal,
+        "--tag",
+        tag,
+        "--people",
+        people,
+        "--give-up",
+        "150",
+    )
+    try:
+        time.sleep(kill_at)
+        server.kill9()
+        killed = datetime.now(UTC)
+        time.sleep(1.0)
+        t = time.perf_counter()
+        server.start()
+        restart_s = time.perf_counter() - t
+        stdout, stderr = loader.communicate(timeout=400)
+        client = (
+            json.loads(stdout.strip().splitlines()[-1])
+            if stdout.strip()
+            else {"error": stderr[-1000:]}
+        )
+    finally:
+        server.stop()
+        if loader.poll() is None:
+            loader.kill()
+    check = check_journal(big_url, journal, tag)
+    return {
+        "rate_rps": 200,
+        "seconds": seconds,
+        "killed_after_s": round(kill_at, 1),
+        "killed_at": iso(killed),
+        "restart_seconds": round(restart_s, 2),
+        "client": client,
+        "check": check,
+    }
+
+
+def private_postgres(tmp: str) -> dict:
+    """initdb + start a throw-away PostgreSQL on PRIVATE_PORT, owned by the postgres user."""
+    data = os.path.join(tmp, "pgdata")
+    os.makedirs(data)
+    shutil.chown(tmp, "postgres")
+    shutil.chown(data, "postgres")
+    subprocess.run(
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            f"{PG_BIN}/initdb",
+            "-D",
+            data,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    pg_ctl(data, "start")
+    return {"data": data, "port": PRIVATE_PORT}
+
+
+def pg_ctl(data: str, action: str, *extra: str) -> None:
+    args = [
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        f"{PG_BIN}/pg_ctl",
+        "-D",
+        data,
+        "-w",
+        "-l",
+        os.path.join(os.path.dirname(data), "pg.log"),
+    ]
+    if action in ("start", "restart"):
+        args += [
+            "-o",
+            f"-p {PRIVATE_PORT} -k {os.path.dirname(data)} -c listen_addresses=127.0.0.1",
+        ]
+    subprocess.run([*args, action, *extra], check=True, capture_output=True)
+
+
+def step_pgrestart(anchor: datetime) -> dict:
+    from bench.generate import generate
+
+    tmp = tempfile.mkdtemp(prefix="nfod-bench-pg-")
+    pg = private_postgres(tmp)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{PRIVATE_PORT}/nfod_bench_private"
+    try:
+        generate(url, incidents=SMALL_N, anchor=anchor, quiet=True)
+        tag = f"pgrestart{int(time.time())}"
+        journal = os.path.join(LOGS, f"{tag}.jsonl")
+        sample_people(url, os.path.join(LOGS, "people-private.json"))
+        server = Server("api-pgrestart", "api", url, API_PORT, LOGS)
+        server.start()
+        seconds = 40
+        outage = 8.0
+        loader = run_load_async(
+            server.base,
+            "--mode",
+            "crash",
+            "--rate",
+            "100",
+            "--seconds",
+            str(seconds),
+            "--journal",
+            journal,
+            "--tag",
+            tag,
+            "--people",
+            os.path.join(LOGS, "people-private.json"),
+            "--give-up",
+            "150",
+        )
+        ready_during: list = []
+        try:
+            time.sleep(10)
+            pg_ctl(pg["data"], "stop", "-m", "immediate")
+            down_at = time.perf_counter()
+            # Probe the API while the database is down: it must answer (503), not hang.
+            probe_lat = []
+            while time.perf_counter() - down_at < outage:
+                t = time.perf_counter()
+                try:
+                    r = httpx.get(server.base + "/readyz", timeout=15)
+                    ready_during.append(r.status_code)
+                except httpx.HTTPError as exc:
+                    ready_during.append(type(exc).__name__)
+                probe_lat.append(time.perf_counter() - t)
+                time.sleep(0.5)
+            pg_ctl(pg["data"], "start")
+            up_after = time.perf_counter() - down_at
+            stdout, stderr = loader.communicate(timeout=400)
+            client = (
+                json.loads(stdout.strip().splitlines()[-1])
+                if stdout.strip()
+                else {"error": stderr[-1000:]}
+            )
+            after = httpx.get(server.base + "/readyz", timeout=15).status_code
+        finally:
+            server.stop()
+            if loader.poll() is None:
+                loader.kill()
+        check = check_journal(url, journal, tag)
+        outage_statuses: dict = {}
+        slowest = 0.0
+        return {
+            "rate_rps": 100,
+            "seconds": seconds,
+            "outage_seconds": round(up_after, 1),
+            "readyz_during_outage": {str(s): ready_during.count(s) for s in set(ready_during)},
+            "readyz_probe_max_ms": round(max(probe_lat) * 1000, 1) if probe_lat else None,
+            "readyz_after": after,
+            "client": client,
+            "check": check,
+            **({"outage_statuses": outage_statuses, "slowest": slowest} if False else {}),
+        }
+    finally:
+        try:
+            pg_ctl(pg["data"], "stop", "-m", "fast")
+        except Exception:  # noqa: BLE001
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def step_parallel(big_url: str) -> dict:
+    """Two `nfod scheduler` processes + the API's own loop, all sweeping the big data set at once."""
+    pg_exec(big_url, "TRUNCATE alerts CASCADE", fetch=False)
+    env = dict(
+        os.environ,
+        NFOD_DATABASE_URL=big_url,
+        NFOD_SWEEP_SECONDS="2",
+        NFOD_LOG_LEVEL="WARNING",
+        PYTHONPATH=ROOT,
+    )
+    procs = []
+    logs = []
+    api = Server(
+        "api-parallel", "api+scheduler", big_url, API_PORT, LOGS, {"NFOD_SWEEP_SECONDS": "2"}
+    )
+    t0 = time.perf_counter()
+    api.start()
+    for i in range(2):
+        lf = open(os.path.join(LOGS, f"scheduler-{i}.log"), "w")
+        logs.append(lf)
+        procs.append(
+            subprocess.Popen(
+                [NFOD, "scheduler"],
+                cwd=ROOT,
+                env=env,
+                stdout=lf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    # Run until the alert count has been stable for 3 consecutive checks (each process swept).
+    last, stable, counts = -1, 0, []
+    deadline = time.perf_counter() + 900
+    while time.perf_counter() < deadline:
+        time.sleep(5)
+        n = pg_exec(big_url, "SELECT count(*) FROM alerts")[0][0]
+        counts.append(n)
+        stable = stable + 1 if n == last and n > 0 else 0
+        last = n
+        if stable >= 3:
+            break
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    api.stop()
+    for lf in logs:
+        lf.close()
+    dup_keys = pg_exec(
+        big_url,
+        "SELECT count(*) FROM (SELECT dedupe_key FROM alerts GROUP BY 1 HAVING count(*) > 1) d",
+    )[0][0]
+    dup_pairs = pg_exec(
+        big_url,
+        "SELECT count(*) FROM (SELECT incident_id, kind FROM alerts WHERE incident_id IS NOT NULL "
+        "GROUP BY 1, 2 HAVING count(*) > 1) d",
+    )[0][0]
+    by_kind = dict(pg_exec(big_url, "SELECT kind, count(*) FROM alerts GROUP BY 1 ORDER BY 1"))
+    dup_deliveries = pg_exec(
+        big_url,
+        "SELECT count(*) FROM (SELECT webhook_id, alert_id FROM webhook_deliveries "
+        "GROUP BY 1, 2 HAVING count(*) > 1) d",
+    )[0][0]
+    failures = 0
+    for i in range(2):
+        failures += open(os.path.join(LOGS, f"scheduler-{i}.log")).read().count("failed")
+    return {
+        "processes": "2 x nfod scheduler + nfod serve (in-process loop), NFOD_SWEEP_SECONDS=2",
+        "seconds_until_stable": round(elapsed, 1),
+        "alerts": sum(by_kind.values()),
+        "by_kind": by_kind,
+        "duplicate_dedupe_keys": dup_keys,
+        "duplicate_incident_kind_pairs": dup_pairs,
+        "duplicate_deliveries": dup_deliveries,
+        "scheduler_log_failures": failures,
+        "ok": dup_keys == 0 and dup_pairs == 0 and dup_deliveries == 0,
+    }
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def goal(value, op: str, target) -> str:
+    if value is None:
+        return "not measured"
+    ok = value >= target if op == ">=" else value <= target
+    return "met" if ok else "NOT met"
+
+
+def render_md(res: dict) -> str:
+    r = res.get("results", {})
+    lines = [
+        "# NFOD Response benchmark results",
+        "",
+        f"Run {res['started']} - {res['finished']} on {res['machine']['cpus']} CPUs "
+        f"({res['machine']['platform']}), commit {res['commit']}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in res["versions"].items())
+        + ".",
+        "",
+        "Reproduce: `make bench` (see BENCHMARKS.md for the knobs). Raw figures: results.json.",
+        "",
+        "## Goals",
+        "",
+        "| figure | measured | goal | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+
+    def row(name, value, unit, op, target):
+        shown = "-" if value is None else f"{value}{unit}"
+        lines.append(f"| {name} | {shown} | {op} {target}{unit} | {goal(value, op, target)} |")
+
+    ing = r.get("ingest", {})
+    rd = r.get("reads", {})
+    sw = r.get("sweep", {})
+    row(
+        "ingest throughput ratio (API / baseline)",
+        ing.get("ratio_throughput_api_over_baseline"),
+        "",
+        ">=",
+        0.5,
+    )
+    row(
+        "ingest p99 at 100 req/s",
+        ing.get("api_rate100", {}).get("latency", {}).get("p99_ms"),
+        " ms",
+        "<=",
+        50,
+    )
+    row("agenda p95 at 10 k", rd.get("agenda_small", {}).get("p95_ms"), " ms", "<=", 50)
+    row("agenda p95 at 1 M", rd.get("agenda_big", {}).get("p95_ms"), " ms", "<=", 50)
+    row("agenda p95 ratio 1 M / 10 k", rd.get("agenda_ratio_p95_big_over_small"), "", "<=", 1.3)
+    row("sweep (10 k newly overdue in 1 M)", sw.get("sweep_seconds"), " s", "<=", 1)
+    row("sweep ratio vs one hand-written UPDATE", sw.get("ratio_sweep_over_update"), "", "<=", 2)
+    rep = rd.get("reports_summary_year", {})
+    row(
+        "reports summary, one year at 1 M (p95)",
+        rep.get("p95_ms") if rep.get("statuses", {}).get("200") else None,
+        " ms",
+        "<=",
+        1000,
+    )
+    for name in (
+        "person_search_name",
+        "person_search_name_2words",
+        "person_search_chi",
+        "incident_list_first_page",
+        "incident_list_awaiting",
+        "incident_list_overdue",
+        "incident_list_person",
+        "incident_list_year",
+        "incident_list_pages_2_to_20",
+    ):
+        v = rd.get(name, {})
+        row(
+            f"{name.replace('_', ' ')} p95",
+            v.get("p95_ms") if v.get("statuses", {}).get("200") else None,
+            " ms",
+            "<=",
+            50,
+        )
+    row("API peak RSS under ingest", ing.get("api_peak_rss_mb"), " MB", "<=", 150)
+    lines += [
+        "",
+        "## Ingest (side by side)",
+        "",
+        "| server | req/s (16 conns) | p50 | p99 | statuses | p99 at 100 req/s | peak RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind in ("baseline", "api"):
+        m, q = ing.get(f"{kind}_max", {}), ing.get(f"{kind}_rate100", {})
+        lines.append(
+            f"| {kind} | {m.get('throughput_rps')} | {m.get('latency', {}).get('p50_ms')} ms | "
+            f"{m.get('latency', {}).get('p99_ms')} ms | {m.get('statuses')} | {q.get('latency', {}).get('p99_ms')} ms "
+            f"({q.get('statuses')}) | {ing.get(f'{kind}_peak_rss_mb')} MB |"
+        )
+    lines += [
+        "",
+        "## Reads (sequential, one client)",
+        "",
+        "| endpoint | n | p50 | p95 | p99 | statuses | mean bytes |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, v in rd.items():
+        if isinstance(v, dict) and "n" in v:
+            lines.append(
+                f"| {name} | {v.get('n')} | {v.get('p50_ms')} | {v.get('p95_ms')} | {v.get('p99_ms')} | "
+                f"{v.get('statuses')} | {v.get('mean_bytes')} |"
+            )
+    if "agenda_small" in rd:
+        lines.append("")
+        lines.append(
+            f"Agenda sizes: 10 k {rd['agenda_small'].get('items')}, 1 M {rd.get('agenda_big', {}).get('items')}."
+        )
+    if sw:
+        lines += [
+            "",
+            "## Sweep",
+            "",
+            f"- incidents: {sw.get('total_incidents'):,}; newly overdue since the previous sweep: {sw.get('newly_overdue_rows'):,}",
+            f"- warm-up sweep at A (steady state): {sw.get('warmup_sweep_at_A')}",
+            f"- sweep at B: median {sw.get('sweep_seconds')} s of {sw.get('sweep_seconds_runs')}, raised {sw.get('sweep_raised')}",
+            f"- baseline UPDATE of the same {sw.get('baseline_rows')} rows: median {sw.get('baseline_update_seconds')} s "
+            f"of {sw.get('baseline_update_seconds_runs')}",
+            f"- ratio: {sw.get('ratio_sweep_over_update')}",
+        ]
+    res_r = r
+    for key, title in (
+        ("crash", "Resilience: kill -9 of the API under idempotent load"),
+        ("pgrestart", "Resilience: PostgreSQL (private instance) stopped and restarted under load"),
+        ("parallel", "Resilience: parallel sweeps"),
+    ):
+        if key in res_r:
+            lines += [
+                "",
+                f"## {title}",
+                "",
+                "```json",
+                json.dumps(res_r[key], indent=1, default=str)[:4000],
+                "```",
+            ]
+    if r.get("explain"):
+        lines += [
+            "",
+            "## EXPLAIN ANALYZE (slowest statement per endpoint; full plans in explain/)",
+            "",
+            "| endpoint | slowest statement ms | seq scans on big tables |",
+            "| --- | --- | --- |",
+        ]
+        for name, plans in r["explain"].items():
+            if plans:
+                worst = plans[0]
+                seqs = sorted({t for p in plans for t in p["seq_scans_on_big_tables"]})
+                lines.append(f"| {name} | {worst['execution_ms']} | {', '.join(seqs) or 'none'} |")
+        if sw.get("explain"):
+            seqs = sorted({t for p in sw["explain"] for t in p["seq_scans_on_big_tables"]})
+            lines.append(
+                f"| sweep | {sw['explain'][0]['execution_ms']} | {', '.join(seqs) or 'none'} |"
+            )
+    if res.get("errors"):
+        lines += ["", "## Steps that failed", ""] + [
+            f"- {k}: {v.splitlines()[-1] if v else v}" for k, v in res["errors"].items()
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    os.makedirs(LOGS, exist_ok=True)
+    big_url = bench_url()
+    small_url = with_database(big_url, "nfod_bench_small")
+    started = datetime.now(UTC)
+    anchor = started.replace(microsecond=0)
+    res: dict = {
+        "started": iso(started),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        },
+        "commit": git_commit(),
+        "config": {
+            "BENCH_INCIDENTS": BIG_N,
+            "BENCH_SMALL_INCIDENTS": SMALL_N,
+            "BENCH_SECONDS": SECONDS,
+            "BENCH_READS": READS,
+            "BENCH_OVERDUE_BATCH": OVERDUE_BATCH,
+            "BENCH_REUSE": REUSE,
+            "BENCH_ONLY": sorted(ONLY),
+        },
+        "results": {},
+        "errors": {},
+    }
+    previous = os.path.join(RESULTS, "results.json")
+    if ONLY and os.path.exists(previous):
+        # A partial run keeps the other steps' figures from the last run.
+        try:
+            res["results"] = json.load(open(previous)).get("results", {})
+        except ValueError:
+            pass
+    res["versions"] = versions(big_url)
+
+    def run(step: str, fn, *args):
+        if not wanted(step.removesuffix("_small")):
+            return None
+        log(f"step {step} ...")
+        t = time.perf_counter()
+        try:
+            value = fn(*args)
+            res["results"][step] = value
+            log(f"step {step} done in {time.perf_counter() - t:.0f}s")
+            return value
+        except Exception:  # noqa: BLE001 - record and go on with the other steps
+            res["errors"][step] = traceback.format_exc()
+            log(f"step {step} FAILED:\n{res['errors'][step]}")
+            return None
+
+    big = small = None
+    if wanted("generate"):
+        small = run("generate_small", dataset, small_url, SMALL_N, anchor) or res["results"].get(
+            "generate_small"
+        )
+        big = run("generate", dataset, big_url, BIG_N, anchor) or res["results"].get("generate")
+    else:
+        big = res["results"].get("generate")
+        small = res["results"].get("generate_small")
+    if big and small:
+        run("reads", step_reads, big_url, small_url, big, small)
+        run("explain", step_explain, big_url, big)
+        run("sweep", step_sweep, big_url, big)
+    run("ingest", step_ingest, big_url)
+    run("crash", step_crash, big_url)
+    run("pgrestart", step_pgrestart, anchor)
+    run("parallel", step_parallel, big_url)
+    res["finished"] = iso(datetime.now(UTC))
+    json.dump(res, open(os.path.join(RESULTS, "results.json"), "w"), indent=1, default=str)
+    open(os.path.join(RESULTS, "results.md"), "w").write(render_md(res))
+    log(f"wrote {RESULTS}/results.md and results.json")
+    return 1 if res["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Keeps the benchmark harness from rotting (no timing is asserted anywhere here)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import psycopg
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from bench.common import libpq, with_database
+from bench.generate import chi_check_digit_mod11, generate
+from services.config import load_settings
+from services.db import make_engine
+from tests.conftest import PG_URL, postgres_only
+
+
+@postgres_only
+def test_generator_loads_a_consistent_tiny_data_set():
+    url = with_database(PG_URL, "nfod_bench_smoke")
+    anchor = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    info = generate(url, incidents=200, anchor=anchor, overdue_batch=20, quiet=True)
+    try:
+        assert info["rows"]["incidents"] == 220
+        with psycopg.connect(libpq(url)) as conn:
+            q = lambda sql: conn.execute(sql).fetchall()  # noqa: E731
+            chis = [r[0] for r in q("SELECT chi FROM persons WHERE chi IS NOT NULL")]
+            assert chis and all(chi_check_digit_mod11(c[:9]) == int(c[9]) for c in chis)
+            # Repeats exist, every incident's 72-hour deadline is right, contacts belong to incidents.
+            assert (
+                q(
+                    "SELECT count(*) FROM (SELECT person_id FROM incidents WHERE person_id IS NOT NULL "
+                    "GROUP BY 1 HAVING count(*) > 1) r"
+                )[0][0]
+                > 0
+            )
+            assert (
+                q(
+                    "SELECT count(*) FROM incidents WHERE contact_due_at <> occurred_at + interval '72 hours'"
+                )[0][0]
+                == 0
+            )
+            assert q("SELECT count(*) FROM contact_attempts")[0][0] > 200
+            assert (
+                q(
+                    "SELECT count(*) FROM incidents WHERE fu_status = 'contacted' AND first_contact_at IS NULL"
+                )[0][0]
+                == 0
+            )
+            # Indexes and constraints dropped for the load are all back.
+            idx = {
+                r[0] for r in q("SELECT indexname FROM pg_indexes WHERE tablename = 'incidents'")
+            }
+            assert (
+                "ix_incidents_undiscussed_reported_at" in idx
+                and "uq_incidents_source_agency_id_source_ref" in idx
+            )
+            fks = q(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = 'contact_attempts'::regclass AND contype = 'f'"
+            )
+            assert fks[0][0] == 2  # incident_id, agency_id
+        assert (
+            json.load(open(os.path.join("bench", "results", "dataset-nfod_bench_smoke.json")))[
+                "rows"
+            ]["incidents"]
+            == 220
+        )
+    finally:
+        os.remove(os.path.join("bench", "results", "dataset-nfod_bench_smoke.json"))
+        with psycopg.connect(libpq(with_database(PG_URL, "postgres")), autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "nfod_bench_smoke" WITH (FORCE)')
+
+
+def test_database_outage_is_a_503_problem_not_a_500_or_a_hang():
+    # Nothing listens on port 9: connecting fails at once, as during a PostgreSQL restart.
+    url = "postgresql+psycopg://postgres@127.0.0.1:9/nfod_down"
+    app = create_app(load_settings(database_url=url, env="test"), engine=make_engine(url))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.get("/v1/users/me", headers={"Authorization": "Bearer nfod_whatever"})
+    assert resp.status_code == 503
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert resp.json()["status"] == 503
+    assert "Retry-After" in resp.headers
