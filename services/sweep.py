@@ -146,15 +146,21 @@ def _raise(session: Session, dialect: str, source) -> list[Any]:
 def _alert_select(
     dialect: str, kind: str, at: datetime, key_suffix, incident_id, person_id, details
 ):
+    key = literal(f"{kind}:", String) + key_suffix
+    already = aliased(Alert)
     return select(
         _sql_id(dialect),
         literal(kind, String),
         literal("open", String),
-        (literal(f"{kind}:", String) + key_suffix),
+        key,
         literal(at, Alert.__table__.c.raised_at.type),
         incident_id,
         person_id,
         details,
+    ).where(
+        # Skip what is already raised (cheap, through the unique index); the ON CONFLICT
+        # clause still settles races with a parallel sweep.
+        ~exists(select(already.id).where(already.dedupe_key == key))
     )
 
 

@@ -34,6 +34,7 @@ import httpx
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from models.agency import Agency
 from models.alert import ALERT_KINDS
 from models.base import new_id
 from models.webhook import Webhook, WebhookDelivery
@@ -145,13 +146,16 @@ def create_webhook(
     for index, kind in enumerate(chosen):
         if kind not in ALERT_KINDS:
             raise Invalid(f"unknown alert kind {kind!r}", loc=["body", "kinds", index])
+    agency_id = agency_id or actor.agency_id
+    if agency_id and session.get(Agency, agency_id) is None:
+        raise Invalid("no such agency", loc=["body", "agency_id"])
     secret = new_secret()
     webhook = Webhook(
         id=new_id(),
         url=url,
         kinds=chosen,
         secret=secret,
-        agency_id=agency_id or actor.agency_id,
+        agency_id=agency_id,
         active=True,
         created_by_id=actor.id,
         created_at=now,

@@ -319,6 +319,14 @@ def test_webhook_endpoints_are_admin_only_and_validated(client, factory):
         ),
         422,
     )
+    assert_problem(
+        client.post(
+            "/v1/webhooks",
+            json={"url": "https://8.8.8.8/x", "agency_id": "nope"},
+            headers=admin.headers,
+        ),
+        422,
+    )
     r = client.post("/v1/webhooks", json={"url": "https://8.8.8.8/x"}, headers=admin.headers)
     assert r.status_code == 201, r.text
     assert r.json()["kinds"] == [
