@@ -120,7 +120,16 @@ export function fieldOf(loc) {
   return parts.length ? parts[0] : null;
 }
 
-/** Make a pydantic message readable: "Input should be ..." stays, but drop jargon prefixes. */
+// Field codes the service may name in its messages, in the words the screens use.
+const FIELD_WORDS = {
+  attempted_at: "the time of the attempt", method: "the method", outcome: "the outcome",
+  notes: "the note", actions: "the actions", referrals: "the referrals",
+  assigned_agency_id: "the agency", from: "the start date", to: "the end date", date: "the date",
+};
+
+/** A problem's message in plain words: no jargon prefixes, field codes said as words. */
 export function plainMessage(msg) {
-  return String(msg || "is not valid").replace(/^Value error, /, "").replace(/^Assertion failed, /, "");
+  let text = String(msg || "is not valid").replace(/^Value error, /, "").replace(/^Assertion failed, /, "");
+  text = text.replace(/\b[a-z]+(?:_[a-z]+)+\b|\b(?:from|to)\b(?=')/g, (code) => FIELD_WORDS[code] || code.replaceAll("_", " "));
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
