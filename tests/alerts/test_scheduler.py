@@ -191,3 +191,23 @@ def test_nfod_scheduler_loops_and_stops_gracefully_on_sigterm(db_url, data, sf):
             proc.kill()
             proc.wait()
     assert count(sf, "contact_overdue") == 1
+
+
+def test_metrics_count_sweeps_alerts_and_deliveries(client, data, sf, db_url):
+    from api.scheduler import tick
+
+    data.incident(occurred_at=T0, source_agency_id=data.agency())
+
+    def sample(name: str, labels: str = "") -> float:
+        text = client.get("/metrics").text
+        for line in text.splitlines():
+            if line.startswith(name + labels + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    raised = sample("nfod_alerts_raised_total", '{kind="contact_overdue"}')
+    sweeps = sample("nfod_sweep_duration_seconds_count")
+    tick(sf, settings=make_settings(db_url), at=T0 + timedelta(hours=73))
+    assert sample("nfod_alerts_raised_total", '{kind="contact_overdue"}') == raised + 1
+    assert sample("nfod_sweep_duration_seconds_count") == sweeps + 1
+    assert "nfod_webhook_outbox_backlog" in client.get("/metrics").text

@@ -257,16 +257,31 @@ def test_repeated_sweeps_raise_each_alert_once(data, run, sf):
     assert len(keys) == 7 and all(n == 1 for _, n in keys)
 
 
-def test_a_rolled_back_sweep_leaves_nothing_and_the_next_one_raises(data, sf, settings):
+def test_alerts_and_their_outbox_rows_commit_or_roll_back_together(data, sf, settings):
+    from tests.alerts.helpers import new_webhook_row
+
+    new_webhook_row(sf, url="https://hooks.example.org/a")
+    new_webhook_row(sf, url="https://hooks.example.org/b", kinds=["cluster"])
     agency = data.agency()
     data.incident(occurred_at=T0, source_agency_id=agency)
+
+    def outbox() -> int:
+        with sf() as s:
+            return s.execute(select(func.count()).select_from(WebhookDelivery)).scalar_one()
+
     with sf() as s:
-        assert sweep(s, at=T0 + timedelta(days=4), settings=settings).total == 1
+        result = sweep(s, at=T0 + timedelta(days=4), settings=settings)
+        assert (result.total, result.deliveries_queued) == (1, 1)
         s.rollback()
-    assert alerts(sf) == []
+    assert alerts(sf) == [] and outbox() == 0
     with sf() as s:
         assert sweep(s, at=T0 + timedelta(days=4), settings=settings).total == 1
         s.commit()
+    [alert] = alerts(sf)
+    assert outbox() == 1
+    with sf() as s:
+        [d] = s.execute(select(WebhookDelivery)).scalars().all()
+    assert d.alert_id == alert.id and d.status == "pending" and d.payload["data"]["id"] == alert.id
 
 
 @postgres_only
