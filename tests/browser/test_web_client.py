@@ -5,6 +5,7 @@ laptop sizes."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from playwright.sync_api import expect
@@ -18,6 +19,13 @@ from tests.browser.conftest import (
     sign_in,
     unlabelled_controls,
 )
+
+
+def _age(dob: date, today: date) -> int:
+    return today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))
+
+
+AGE = _age(date(1984, 3, 2), date.today())  # the seed's date of birth, as the page shows it
 
 
 def contacts_on_server(live_server, token: str, incident_id: str) -> list[dict]:
@@ -94,7 +102,7 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(
     expect(first.locator(".countdown")).to_have_class(re.compile("overdue"))
     expect(cards.nth(1).locator(".countdown")).to_have_text(re.compile(r"^[12] h left$"))
     expect(cards.nth(2).locator(".countdown")).to_have_text(re.compile(r"^5[12] h left$"))
-    expect(cards.nth(1)).to_contain_text("Sam Reid, 42")
+    expect(cards.nth(1)).to_contain_text(f"Sam Reid, {AGE}")
     expect(cards.nth(1)).to_contain_text("Hilltown flats stairwell, DD3 7AA")
     expect(cards.nth(1)).to_contain_text("No attempts yet")
     assert no_sideways_scroll(page)
@@ -102,7 +110,7 @@ def test_outreach_sees_follow_up_logs_contact_and_it_leaves_the_open_list(
 
     # Open Sam's follow-up; log a contact in three taps: method, outcome, save.
     cards.nth(1).get_by_role("link").click()
-    expect(page.get_by_role("heading", name="Sam Reid, 42")).to_be_visible()
+    expect(page.get_by_role("heading", name=f"Sam Reid, {AGE}")).to_be_visible()
     expect(page.locator("#follow-up-state")).to_have_text("Awaiting contact")
     # The safety plan summary: risk level in words, lead agency, actions.
     plan = page.locator("#safety-plan")
@@ -141,7 +149,7 @@ def test_list_names_a_person_notified_without_a_name_from_their_record(
     assert unnamed["person_id"]
     sign_in(page, cast.outreach)
     card = page.locator(f'[data-incident-id="{unnamed["id"]}"]')
-    expect(card.locator("h3")).to_have_text("Ash Fraser, 42")
+    expect(card.locator("h3")).to_have_text(f"Ash Fraser, {AGE}")
 
 
 def test_a_rejected_contact_is_explained_next_to_the_field_and_not_queued(
@@ -280,10 +288,8 @@ def test_an_answer_lost_on_the_way_back_is_retried_with_the_same_key_and_not_dup
 def _huddle_dates(live_server, token: str) -> tuple[str, str, str]:
     """(d1, d2, d1's cut-off): d1 is today if it is a working day, else the next one;
     d2 is the working day after d1 (the calendar service, through the agenda)."""
-    from datetime import date
-
     with live_server.client(token) as c:
-        today = date.today().isoformat()
+        today = datetime.now(live_server.settings.tz).date().isoformat()  # the service's day
         agenda = c.get(f"/v1/huddles/{today}/agenda").json()
         d1 = today if agenda["working_day"] else agenda["next_huddle_date"]
         a1 = agenda if d1 == today else c.get(f"/v1/huddles/{d1}/agenda").json()
@@ -293,8 +299,6 @@ def _huddle_dates(live_server, token: str) -> tuple[str, str, str]:
 def test_coordinator_holds_huddle_discusses_item_and_it_moves_to_next_days_follow_ups(
     page, live_server, cast, seed
 ):
-    from datetime import UTC, datetime
-
     d1, d2, cutoff = _huddle_dates(live_server, cast.coordinator_token)
     # Reported before d1's cut-off (and not in the future), so it is new on d1's agenda.
     before = min(datetime.now(UTC), datetime.fromisoformat(cutoff.replace("Z", "+00:00")))
