@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models.contact import ACTIONS, REFERRALS, ContactAttempt, ContactCode
@@ -56,7 +56,12 @@ def record_attempt(
     referrals: Iterable[str] = (),
 ) -> tuple[ContactAttempt, list[str], list[str]]:
     incident = get_incident(
-        session, principal=principal, now=now, incident_id=incident_id, audit_read=False
+        session,
+        principal=principal,
+        now=now,
+        incident_id=incident_id,
+        audit_read=False,
+        for_update=True,
     )
     errors = []
     if attempted_at < incident.occurred_at:
@@ -130,27 +135,40 @@ def satisfy_earlier(
     contact_id: str,
     except_id: str | None = None,
 ) -> list[str]:
-    """A successful contact satisfies the person's other open follow-ups of earlier overdoses."""
-    stmt = select(Incident).where(
-        Incident.person_id == person_id,
-        Incident.fu_status == "awaiting_contact",
-        Incident.occurred_at <= contact_at,
+    """A successful contact satisfies the person's other open follow-ups of earlier overdoses.
+
+    One conditional UPDATE (only rows still awaiting contact change), so concurrent contacts
+    for the same person cannot both claim a follow-up or take locks in opposite orders.
+    """
+    stmt = (
+        update(Incident)
+        .where(
+            Incident.person_id == person_id,
+            Incident.fu_status == "awaiting_contact",
+            Incident.occurred_at <= contact_at,
+        )
+        .values(
+            fu_status="contacted",
+            first_contact_at=contact_at,
+            within_window=Incident.contact_due_at >= contact_at,
+            updated_at=now,
+        )
+        .returning(Incident.id)
+        .execution_options(synchronize_session="fetch")
     )
     if except_id:
         stmt = stmt.where(Incident.id != except_id)
-    changed = []
-    for other in session.execute(stmt.with_for_update()).scalars():
-        if _mark_contacted(other, contact_at, now):
-            changed.append(other.id)
-            audit.record(
-                session,
-                actor=principal,
-                action="update",
-                at=now,
-                subject_type="incident",
-                subject_id=other.id,
-                details={"follow_up": "contacted", "by_contact": contact_id},
-            )
+    changed = list(session.execute(stmt).scalars())
+    for incident_id in changed:
+        audit.record(
+            session,
+            actor=principal,
+            action="update",
+            at=now,
+            subject_type="incident",
+            subject_id=incident_id,
+            details={"follow_up": "contacted", "by_contact": contact_id},
+        )
     return changed
 
 

@@ -373,12 +373,17 @@ def get_incident(
     now: datetime,
     incident_id: str,
     audit_read: bool = True,
+    for_update: bool = False,
 ) -> Incident:
+    """One incident in the principal's reach (NotFound, audited as denied, otherwise).
+
+    ``for_update`` locks the row (PostgreSQL) so concurrent changes serialise."""
     incident = None
     if usable_id(incident_id):
-        incident = session.execute(
-            select(Incident).where(Incident.id == incident_id, incident_scope(principal))
-        ).scalar_one_or_none()
+        stmt = select(Incident).where(Incident.id == incident_id, incident_scope(principal))
+        if for_update:
+            stmt = stmt.with_for_update()
+        incident = session.execute(stmt).scalar_one_or_none()
     if incident is None:
         audit.record(
             session,
@@ -474,7 +479,12 @@ def update_incident(
 ) -> Incident:
     """Coordinator corrections: fields, assignment, person link, closing the follow-up."""
     incident = get_incident(
-        session, principal=principal, now=now, incident_id=incident_id, audit_read=False
+        session,
+        principal=principal,
+        now=now,
+        incident_id=incident_id,
+        audit_read=False,
+        for_update=True,
     )
     errors: list[dict[str, Any]] = []
     changed: list[str] = []

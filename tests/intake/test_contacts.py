@@ -170,3 +170,28 @@ def test_contacts_on_unknown_incident_are_404(client, cast, clock):
         404,
     )
     assert_problem(client.get("/v1/incidents/nope/contacts", headers=cast.coordinator.headers), 404)
+
+
+def test_parallel_contacts_keep_the_earliest_first_contact(client, cast, body, clock):
+    import threading
+
+    inc = _incident(client, cast, body)
+    now = clock()
+    times = [now - timedelta(minutes=m) for m in range(1, 9)]
+    barrier = threading.Barrier(len(times))
+    statuses = []
+
+    def go(at):
+        barrier.wait()
+        statuses.append(_contact(client, cast.outreach_b, inc["id"], at).status_code)
+
+    threads = [threading.Thread(target=go, args=(t,)) for t in times]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [201] * len(times)
+    fu = client.get(f"/v1/incidents/{inc['id']}", headers=cast.coordinator.headers).json()[
+        "follow_up"
+    ]
+    assert fu["status"] == "contacted" and fu["first_contact_at"] == iso(min(times))
