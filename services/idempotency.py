@@ -70,6 +70,15 @@ def claim(
         session.flush()
         existing = None
     if existing is None:
+        # Opportunistic clean-up of this caller's expired keys (the scheduler can purge all).
+        session.execute(
+            delete(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.principal_key == principal_key,
+                IdempotencyRecord.expires_at <= now,
+            )
+            .execution_options(synchronize_session=False)
+        )
         record = IdempotencyRecord(
             principal_key=principal_key,
             key=key,

@@ -282,3 +282,18 @@ def test_batch_of_500_is_accepted(client, cast, body, session):
     assert r.status_code == 207
     assert {x["status"] for x in r.json()["results"]} == {201}
     assert count(session, Incident) == 500
+
+
+def test_a_callers_expired_keys_are_purged_when_it_uses_a_new_one(
+    client, cast, body, session, clock
+):
+    h = cast.partner_a.headers
+    client.post("/v1/incidents", json=body(), headers=h | {"Idempotency-Key": "one"})
+    client.post(
+        "/v1/incidents", json=body(), headers=cast.partner_b.headers | {"Idempotency-Key": "b"}
+    )
+    clock.advance(hours=49)
+    client.post("/v1/incidents", json=body(), headers=h | {"Idempotency-Key": "two"})
+    keys = sorted(session.execute(select(IdempotencyRecord.key)).scalars())
+    session.rollback()
+    assert keys == ["b", "two"]
