@@ -206,3 +206,56 @@ def test_list_reads_are_audited_per_incident(client, cast, world, session):
     )
     session.rollback()
     assert {world["a"]["id"], world["b"]["id"]} <= set(reads)
+
+
+def test_who_may_create_and_for_which_agency(client, cast, body, session):
+    # partners always record for their own agency
+    r = client.post(
+        "/v1/incidents", json=body(source_agency_id=cast.agency_b), headers=cast.partner_a.headers
+    )
+    assert_problem(r, 422)
+    r = client.post(
+        "/v1/incidents", json=body(source_agency_id=cast.agency_a), headers=cast.partner_a.headers
+    )
+    assert r.status_code == 201 and r.json()["source_agency_id"] == cast.agency_a
+    # a coordinator without an agency names one (which must exist)
+    assert_problem(client.post("/v1/incidents", json=body(), headers=cast.coordinator.headers), 422)
+    r = client.post(
+        "/v1/incidents", json=body(source_agency_id="nope"), headers=cast.coordinator.headers
+    )
+    assert_problem(r, 422)
+    r = client.post(
+        "/v1/incidents", json=body(source_agency_id=cast.agency_b), headers=cast.coordinator.headers
+    )
+    assert r.status_code == 201 and r.json()["source_agency_id"] == cast.agency_b
+    # outreach records for its agency; it reads incidents back once the follow-up is assigned to it
+    r = client.post("/v1/incidents", json=body(), headers=cast.outreach_a.headers)
+    assert r.status_code == 201 and r.json()["source_agency_id"] == cast.agency_a
+    inc = r.json()["id"]
+    assert_problem(client.get(f"/v1/incidents/{inc}", headers=cast.outreach_a.headers), 404)
+    client.patch(
+        f"/v1/incidents/{inc}",
+        json={"assigned_agency_id": cast.agency_a},
+        headers=cast.coordinator.headers,
+    )
+    assert client.get(f"/v1/incidents/{inc}", headers=cast.outreach_a.headers).status_code == 200
+
+
+def test_partner_batch_items_are_its_own(client, cast, body):
+    r = client.post(
+        "/v1/incidents/batch", json={"incidents": [body()]}, headers=cast.partner_b.headers
+    )
+    assert r.status_code == 207
+    inc_id = r.json()["results"][0]["id"]
+    assert client.get(f"/v1/incidents/{inc_id}", headers=cast.partner_b.headers).status_code == 200
+    assert_problem(client.get(f"/v1/incidents/{inc_id}", headers=cast.partner_a.headers), 404)
+
+
+def test_merge_denied_for_outreach_even_on_visible_people(client, cast, world):
+    pa = world["a"]["person_id"]
+    r = client.post(
+        f"/v1/persons/{pa}/merge",
+        json={"duplicate_id": world["b"]["person_id"]},
+        headers=cast.outreach_a.headers,
+    )
+    assert_problem(r, 403)
