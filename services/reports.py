@@ -46,6 +46,7 @@ SMALL = "<5"
 SECONDARY = "suppressed"
 AGE_BANDS = ("under 18", "18-24", "25-34", "35-44", "45-54", "55-64", "65+", "unknown")
 MAX_DAYS = 3660
+MIN_YEAR, MAX_YEAR = 1900, 2199
 # Breakdowns that partition the incidents (their cells add up to ``incidents``).
 PARTITIONS = ("by_source", "by_sex", "by_age_band", "by_postcode_district")
 
@@ -59,6 +60,11 @@ class Period:
 
 
 def period(settings: Settings, start: date, end: date) -> Period:
+    for name, value in (("from", start), ("to", end)):
+        if not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise Invalid(
+                f"{name} must be a date from {MIN_YEAR} to {MAX_YEAR}", loc=["query", name]
+            )
     if start > end:
         raise Invalid("from must not be after to", loc=["query", "from"])
     if (end - start).days > MAX_DAYS:

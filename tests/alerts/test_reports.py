@@ -221,6 +221,12 @@ def test_from_after_to_is_422_and_other_roles_are_403(client, factory):
     assert_problem(
         client.get("/v1/reports/summary?from=2026-11-xx", headers=coordinator.headers), 422
     )
+    for query in (
+        "from=9999-12-30&to=9999-12-31",
+        "from=0001-01-01&to=0001-01-02",
+        "from=2000-01-01&to=2026-01-01",
+    ):
+        assert_problem(client.get(f"/v1/reports/summary?{query}", headers=coordinator.headers), 422)
     for role in ("outreach", "admin"):
         actor = factory.user(role)
         assert_problem(client.get("/v1/reports/summary", headers=actor.headers), 403)
