@@ -383,6 +383,7 @@ def test_alerts_panel_lists_open_alerts_and_acknowledges(page, live_server, cast
     sign_in(page, cast.coordinator)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
     expect(page.get_by_role("heading", name="Alerts", exact=True)).to_be_visible()
+    page.get_by_label("Kind").select_option("contact_overdue")
     link = page.locator(f'a[href="#/incident/{overdue["id"]}"]')
     card = page.locator("#alerts-list > li").filter(has=link).filter(has_text="Contact overdue")
     expect(card).to_have_count(1)

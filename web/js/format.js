@@ -78,7 +78,9 @@ export function toLocalInput(date) {
 export function countdown(dueIso, now = Date.now()) {
   const ms = new Date(dueIso).getTime() - now;
   const minutes = Math.round(Math.abs(ms) / 60000);
-  const amount = minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h`;
+  const hours = Math.floor(minutes / 60);
+  // Minutes in the last hour, hours within the window, whole days for long-overdue ones.
+  const amount = minutes < 60 ? `${minutes} min` : ms < 0 && hours >= 48 ? `${Math.floor(hours / 24)} days` : `${hours} h`;
   if (ms < 0) return { text: `overdue by ${amount}`, overdue: true, soon: false };
   return { text: `${amount} left`, overdue: false, soon: ms < 24 * 3600 * 1000 };
 }
