@@ -1,6 +1,6 @@
 // "My follow-ups" (outreach: my agency's open follow-ups) and, for coordinators,
 // every open follow-up with an agency filter. Soonest deadline first, live countdowns.
-import { api, getAll, inBatches, plainError } from "./api.js";
+import { api, getAll, plainError } from "./api.js";
 import { clear, h } from "./dom.js";
 import { countdown, fmtDateTime, label, METHODS, OUTCOMES, personAge, personName, where } from "./format.js";
 import * as outbox from "./outbox.js";
@@ -52,8 +52,11 @@ export async function renderFollowUps(main) {
 
   let generation = 0; // ignore answers from an older load
   let cards = new Map();
+  const lazy = lazyRunner(4);
+  const persons = new Map(); // person id -> the request for it (each person read once per visit)
   async function load() {
     const mine = ++generation;
+    lazy.reset();
     list.setAttribute("aria-busy", "true");
     refresh.disabled = true;
     try {
@@ -68,25 +71,23 @@ export async function renderFollowUps(main) {
         : "No open follow-ups. Nothing is waiting for contact.";
       cards = new Map(incidents.map((incident) => [incident.id, card(incident)]));
       clear(list, [...cards.values()].map((c) => c.li));
-      // Last attempts, and the person record where the notification lacked a name or date of
-      // birth: a few requests at a time (never one burst per row), filled in as they arrive.
-      const needPerson = new Map();
-      for (const i of incidents) {
-        const p = i.person || {};
-        if (i.person_id && !((p.given_name || p.family_name) && p.date_of_birth)) {
-          needPerson.set(i.person_id, [...(needPerson.get(i.person_id) || []), i.id]);
-        }
-      }
-      await inBatches([...incidents.map((i) => ["contacts", i.id]), ...[...needPerson.keys()].map((id) => ["person", id])], 4,
-        async ([kind, id]) => {
-          if (kind === "contacts") {
-            const contacts = await getAll(`/v1/incidents/${encodeURIComponent(id)}/contacts`);
-            if (mine === generation) cards.get(id).showLast(contacts[contacts.length - 1]);
-          } else {
-            const person = await api(`/v1/persons/${encodeURIComponent(id)}`);
-            if (mine === generation) for (const incidentId of needPerson.get(id)) cards.get(incidentId).showPerson(person);
+      // Details beyond the list row (the last attempt; the person record when the
+      // notification lacked a name or date of birth) are fetched as each card scrolls into
+      // view, at most four requests at a time: a long list never fires a burst per row.
+      for (const incident of incidents) {
+        const c = cards.get(incident.id);
+        const p = incident.person || {};
+        const needPerson = incident.person_id && !((p.given_name || p.family_name) && p.date_of_birth);
+        lazy.watch(c.li, async () => {
+          const contacts = await getAll(`/v1/incidents/${encodeURIComponent(incident.id)}/contacts`);
+          if (mine === generation) c.showLast(contacts[contacts.length - 1]);
+          if (needPerson) {
+            if (!persons.has(incident.person_id)) persons.set(incident.person_id, api(`/v1/persons/${encodeURIComponent(incident.person_id)}`));
+            const person = await persons.get(incident.person_id);
+            if (mine === generation) c.showPerson(person);
           }
         });
+      }
     } catch (error) {
       if (mine === generation) status.textContent = plainError(error);
     } finally {
@@ -144,5 +145,33 @@ export async function renderFollowUps(main) {
     lastWaiting = now;
   });
   const stopTick = tickCountdowns(main);
-  return () => { stopTick(); stopOutbox(); generation += 1; };
+  return () => { stopTick(); stopOutbox(); lazy.reset(); generation += 1; };
+}
+
+/** Runs a job for each watched element once it comes near the viewport, `width` at a time. */
+function lazyRunner(width) {
+  let queue = [];
+  let active = 0;
+  const jobs = new Map();
+  const pump = () => {
+    while (active < width && queue.length) {
+      const job = queue.shift();
+      active += 1;
+      Promise.resolve().then(job).catch(() => {}).finally(() => { active -= 1; pump(); });
+    }
+  };
+  const observer = new IntersectionObserver((entries) => {
+    for (const entry of entries) {
+      if (entry.isIntersecting && jobs.has(entry.target)) {
+        observer.unobserve(entry.target);
+        queue.push(jobs.get(entry.target));
+        jobs.delete(entry.target);
+      }
+    }
+    pump();
+  }, { rootMargin: "400px 0px" });
+  return {
+    watch(el, job) { jobs.set(el, job); observer.observe(el); },
+    reset() { observer.disconnect(); jobs.clear(); queue = []; },
+  };
 }
