@@ -248,37 +248,59 @@ def _mask(n: Any) -> Any:
     return SMALL if _small(n) else n
 
 
-def _suppress_cells(cells: dict[str, int], total: Any) -> dict[str, Any]:
-    """Primary: cells 1..4 -> "<5". Secondary: when the total is shown and exactly one cell
-    is hidden, the smallest other non-zero cell is hidden too ("suppressed"), so the
-    total minus the visible cells never reveals a small count."""
+def _suppress_cells(cells: dict[str, int], total: Any) -> tuple[dict[str, Any], bool]:
+    """Primary: cells 1..4 -> "<5". Secondary: when the total is shown, the hidden cells'
+    sum is known (total minus the visible cells); if that pins them down - one hidden
+    cell, or several that must all be 1 (sum = their number) or all 4 (sum = 4 x their
+    number) - the smallest other non-zero cell is hidden too, as "suppressed".
+
+    Returns the cells and whether they are safe next to a shown total; when no other cell
+    can be hidden (False), the caller hides the total instead."""
     out: dict[str, Any] = {k: _mask(v) for k, v in cells.items()}
     hidden = [k for k, v in cells.items() if _small(v)]
-    if len(hidden) == 1 and not _small(total):
+    if not hidden or not isinstance(total, int) or _small(total):
+        return out, True
+    hidden_sum = sum(cells[k] for k in hidden)
+    if len(hidden) == 1 or hidden_sum in (len(hidden), 4 * len(hidden)):
         others = sorted((v, k) for k, v in cells.items() if k not in hidden and v > 0)
-        if others:
-            out[others[0][1]] = SECONDARY
-    return out
+        if not others:
+            return out, False
+        out[others[0][1]] = SECONDARY
+    return out, True
 
 
 def suppress(figures: dict) -> dict:
     """The analyst view. Every count from 1 to 4 becomes "<5"; in every breakdown whose
-    cells add up to a shown total (the incident partitions, referrals by code) a second
-    cell is hidden when only one is (see :func:`_suppress_cells`); the rates are "<5" when
+    cells add up to a shown total (the incident partitions, referrals by code) another
+    cell is hidden when subtraction would pin the hidden ones down (see
+    :func:`_suppress_cells`); the rates are "<5" when
     their base, their numerator or the rest of their base is 1 to 4 (a percentage of a
     known base would give the count back). Zero stays 0."""
     out = dict(figures)
     for key in ("incidents", "people", "people_with_repeat", "open_overdue", "naloxone_supplied"):
         out[key] = _mask(figures[key])
-    total = figures["incidents"]
-    for key in PARTITIONS:
-        out[key] = _suppress_cells(figures[key], total)
+    total: Any = figures["incidents"]
+    results = {key: _suppress_cells(figures[key], total) for key in PARTITIONS}
+    if not all(safe for _, safe in results.values()):
+        # A breakdown would give its small cells back from the total: hide the total.
+        total = out["incidents"] = SECONDARY
+        results = {key: _suppress_cells(figures[key], total) for key in PARTITIONS}
+        for cells, _ in results.values():
+            # ...and keep every other breakdown from adding it back up.
+            if all(isinstance(v, int) for v in cells.values()):
+                nonzero = sorted((v, k) for k, v in cells.items() if v > 0)
+                if nonzero:
+                    cells[nonzero[0][1]] = SECONDARY
+    for key, (cells, _) in results.items():
+        out[key] = cells
     out["by_substance"] = {k: _mask(v) for k, v in figures["by_substance"].items()}
     referrals = figures["referrals"]
-    out["referrals"] = {
-        "total": _mask(referrals["total"]),
-        "by_code": _suppress_cells(referrals["by_code"], referrals["total"]),
-    }
+    by_code, safe = _suppress_cells(referrals["by_code"], referrals["total"])
+    referral_total = _mask(referrals["total"])
+    if not safe:
+        referral_total = SECONDARY
+        by_code, _ = _suppress_cells(referrals["by_code"], SECONDARY)
+    out["referrals"] = {"total": referral_total, "by_code": by_code}
     base, within = figures["_window_base"], figures["_within"]
     if any(_small(n) for n in (base, within, base - within)):
         out["contacted_within_72h_pct"] = SMALL
