@@ -69,3 +69,73 @@ def test_property_a_notification_is_new_on_the_first_huddle_after_it_arrived(
         assert on_day["previous_huddle_date"] == previous.isoformat()
         audit.discard_pending(s)
         s.rollback()
+
+
+incident_specs = st.lists(
+    st.tuples(
+        st.integers(-10 * 24, 2 * 24),  # occurred, hours relative to the cut-off
+        st.integers(0, 5 * 24),  # reporting delay in hours
+        st.booleans(),  # already discussed
+        st.sampled_from(["awaiting_contact", "awaiting_contact", "contacted", "closed"]),
+    ),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(specs=incident_specs, now_offset=st.integers(-12, 48))
+def test_property_agenda_partitions_and_orders_every_incident(
+    factory, settings, cast, specs, now_offset
+):
+    """`new` is exactly the undiscussed incidents reported before the cut-off, oldest first;
+    `follow_ups` exactly the discussed ones awaiting contact, overdue first then by deadline."""
+    cal = WorkingCalendar.from_settings(settings)
+    day = datetime(2026, 10, 26).date()  # Monday after the October clock change
+    cutoff = cal.cutoff_at(day)
+    now = cutoff + timedelta(hours=now_offset)
+    coordinator = Principal(kind="user", id=cast.coordinator.id, role="coordinator", agency_id=None)
+    with factory.session_factory() as s:
+        made = []
+        for occurred_h, delay_h, discussed, status in specs:
+            occurred = cutoff + timedelta(hours=occurred_h)
+            inc = models.Incident(
+                source_agency_id=cast.source_agency_id,
+                created_by_type="user",
+                created_by_id="t",
+                occurred_at=occurred,
+                reported_at=occurred + timedelta(hours=delay_h),
+                contact_due_at=occurred + timedelta(hours=72),
+                fu_status=status,
+                discussed_at_huddle_id="earlier" if discussed else None,
+                created_at=occurred,
+                updated_at=occurred,
+            )
+            s.add(inc)
+            made.append(inc)
+        s.flush()
+        view = huddles.get_agenda(s, principal=coordinator, now=now, settings=settings, day=day)
+        expected_new = sorted(
+            (i for i in made if i.discussed_at_huddle_id is None and i.reported_at < cutoff),
+            key=lambda i: (i.occurred_at, i.id),
+        )
+        expected_follow = sorted(
+            (i for i in made if i.discussed_at_huddle_id and i.fu_status == "awaiting_contact"),
+            key=lambda i: (not i.contact_due_at < now, i.contact_due_at, i.id),
+        )
+        assert [i["incident_id"] for i in view["new"]] == [i.id for i in expected_new]
+        assert [i["incident_id"] for i in view["follow_ups"]] == [i.id for i in expected_follow]
+        next_cutoff = cal.cutoff_at(cal.next_working_day(day))
+        for item, inc in zip(
+            view["new"] + view["follow_ups"], expected_new + expected_follow, strict=True
+        ):
+            awaiting = inc.fu_status == "awaiting_contact"
+            assert item["overdue"] == (awaiting and inc.contact_due_at < now)
+            assert item["due_before_next_huddle"] == (awaiting and inc.contact_due_at < next_cutoff)
+            assert (
+                abs(item["hours_remaining"] - (inc.contact_due_at - now).total_seconds() / 3600)
+                < 0.01
+            )
+        audit.discard_pending(s)
+        s.rollback()
