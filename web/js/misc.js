@@ -28,7 +28,9 @@ export async function renderReports(main) {
         ["Contacted within 72 h", r.contacted_within_72h_pct == null ? "n/a" : `${r.contacted_within_72h_pct}%`],
         ["Median hours to first contact", r.median_hours_to_first_contact ?? "n/a"],
         ["Open and overdue", r.open_overdue], ["Naloxone supplied", r.naloxone_supplied],
-      ].map(([k, v]) => [k, String(v)]))),
+        ["Referrals made", typeof r.referrals === "object" && r.referrals !== null ? null : r.referrals],
+      ].filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => [k, String(v)]))),
+      typeof r.referrals === "object" ? breakdown("Referrals made", r.referrals) : null,
       breakdown("By source", r.by_source), breakdown("By sex", r.by_sex), breakdown("By age band", r.by_age_band),
       breakdown("By substance", r.by_substance), breakdown("By postcode district", r.by_postcode_district));
     } catch (error) {
