@@ -459,3 +459,35 @@ def test_analyst_and_admin_are_offered_only_their_notes(page, live_server, cast)
     expect(page.get_by_role("link", name="Open the API documentation")).to_have_attribute(
         "href", "/docs"
     )
+
+
+def test_a_service_error_keeps_the_contact_queued_and_it_is_sent_on_retry(
+    page, live_server, cast, seed
+):
+    incident = seed("Ellis", "Pryde", hours_ago=15)
+    sign_in(page, cast.outreach)
+    page.goto(f"/app/#/incident/{incident['id']}")
+    expect(page.get_by_role("heading", name=re.compile("Ellis Pryde"))).to_be_visible()
+
+    def unavailable(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        return route.fulfill(
+            status=503,
+            headers={"Content-Type": "application/problem+json", "Retry-After": "1"},
+            body='{"title": "Service unavailable", "status": 503, "detail": "db down"}',
+        )
+
+    page.route("**/v1/incidents/*/contacts", unavailable)
+    page.get_by_role("radio", name="Text").check()
+    page.get_by_role("radio", name="Message left").check()
+    page.get_by_role("button", name="Save contact").click()
+    expect(page.locator("#waiting-message")).to_be_visible()
+    expect(page.locator(".pending-attempt")).to_contain_text("waiting to send")
+    assert contacts_on_server(live_server, cast.coordinator_token, incident["id"]) == []
+
+    page.unroute("**/v1/incidents/*/contacts")
+    page.evaluate("() => window.dispatchEvent(new Event('online'))")
+    expect(page.locator(".pending-attempt")).to_have_count(0)
+    saved = contacts_on_server(live_server, cast.coordinator_token, incident["id"])
+    assert [(c["method"], c["outcome"]) for c in saved] == [("text", "message_left")]

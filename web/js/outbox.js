@@ -98,7 +98,8 @@ export function flush() {
     flushing = (async () => {
       for (const item of items().filter((i) => i.state === "waiting")) {
         const result = await send(item);
-        if (result.waiting === "no connection") break; // no point trying the rest now
+        // No signal or no longer signed in: no point trying the rest now.
+        if (result.waiting === "no connection" || result.waiting === "HTTP 401") break;
       }
     })();
     // Cleared only after the assignment above (an empty run finishes synchronously).
