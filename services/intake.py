@@ -92,7 +92,7 @@ def _check_times(occurred_at: datetime, reported_at: datetime, now: datetime, er
 def _normalise_person(block: dict[str, Any], now: datetime, errors: list) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in ("given_name", "family_name", "sex", "phone"):
-        if block.get(field) is not None:
+        if block.get(field):  # empty strings (after trimming) carry nothing
             out[field] = block[field]
     dob: date | None = block.get("date_of_birth")
     if dob is not None:
