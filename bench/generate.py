@@ -32,15 +32,19 @@ It also seeds a partner API client and a coordinator (see bench/common.py for th
 bench credentials) and writes ``bench/results/dataset-<db>.json`` describing the data.
 """
 
+# ruff: noqa: E501  (long literal tables of names and places)
+
 from __future__ import annotations
 
 import argparse
 import bisect
 import itertools
 import json
+import multiprocessing
 import os
 import random
 import time
+import traceback
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -346,7 +350,7 @@ class Ids:
         self.bits = rng.getrandbits
 
     def __call__(self) -> str:
-        h = "%032x" % self.bits(128)
+        h = f"{self.bits(128):032x}"
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
 
 
@@ -434,7 +438,7 @@ def drop_secondary(conn: psycopg.Connection) -> tuple[list[str], list[tuple[str,
         (list(tables),),
     ).fetchall()
     # Foreign keys first (they depend on unique/primary keys), then the rest.
-    for table, name, _def, contype in sorted(constraints, key=lambda r: r[3] != "f"):
+    for table, name, _def, _contype in sorted(constraints, key=lambda r: r[3] != "f"):
         conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
     index_defs = [row[0] for row in indexes]
     for d in index_defs:
@@ -703,59 +707,8 @@ def generate(
         hud.row(hid, d, held, coordinator_id, "Bench Chair", cut, prev, nxt, held)
     stats["huddles"] = hud.close()
 
-    # --- incidents, substances, contacts --------------------------------------------------
-    inc = Copier(
-        pq,
-        "incidents",
-        [
-            "id",
-            "source_agency_id",
-            "source_ref",
-            "created_by_type",
-            "created_by_id",
-            "request_hash",
-            "occurred_at",
-            "reported_at",
-            "contact_due_at",
-            "location_description",
-            "postcode",
-            "postcode_district",
-            "naloxone_administered",
-            "naloxone_administered_by",
-            "hospital",
-            "person_submitted",
-            "person_id",
-            "notes",
-            "fu_status",
-            "first_contact_at",
-            "within_window",
-            "assigned_agency_id",
-            "closed_reason",
-            "closed_at",
-            "discussed_at_huddle_id",
-            "discussed_at",
-            "created_at",
-            "updated_at",
-        ],
-    )
-    subs = Copier(pq, "incident_substances", ["incident_id", "position", "substance"])
-    con = Copier(
-        pq,
-        "contact_attempts",
-        [
-            "id",
-            "incident_id",
-            "attempted_at",
-            "method",
-            "outcome",
-            "notes",
-            "recorded_by_type",
-            "recorded_by_id",
-            "agency_id",
-            "created_at",
-        ],
-    )
-    codes = Copier(pq, "contact_codes", ["contact_id", "kind", "code"])
+    # --- incidents, substances, contacts (split over worker processes) -------------------
+    inc = subs = con = codes = None
 
     src_idx = list(SOURCE_WEIGHTS)
     src_cum = list(itertools.accumulate(SOURCE_WEIGHTS.values()))
@@ -821,7 +774,7 @@ def generate(
         elif status == "closed":
             closed_reason = rng.choice(CLOSED_REASONS)
             closed_at = reported + timedelta(days=rng.uniform(1, 20))
-            for j in range(n_fail + 1):
+            for _ in range(n_fail + 1):
                 attempts.append(
                     (reported + (closed_at - reported) * rng.random(), rng.choice(FAIL_OUTCOMES))
                 )
@@ -898,48 +851,145 @@ def generate(
                 for r in rng.sample(REFERRALS, rng.choice((0, 0, 1, 1, 2))):
                     codes.row(cid, "referral", r)
 
-    owner_iter = iter(owners)
-    # History: resolved and discussed.
-    for _ in range(n_history):
-        occurred = history_start + timedelta(seconds=rng.randrange(hist_seconds))
-        reported = occurred + timedelta(minutes=rng.expovariate(1 / 180))
-        emit(
-            next(owner_iter),
-            occurred,
-            reported,
-            status="contacted" if rng.random() < 0.72 else "closed",
-            discussed=True,
+    def work(part: int, nparts: int) -> dict:
+        nonlocal inc, subs, con, codes, ref_counter
+        rng.seed(seed * 1000 + part)
+        ref_counter = itertools.count(part * 100_000_000 + 1)
+        inc = Copier(
+            pq,
+            "incidents",
+            [
+                "id",
+                "source_agency_id",
+                "source_ref",
+                "created_by_type",
+                "created_by_id",
+                "request_hash",
+                "occurred_at",
+                "reported_at",
+                "contact_due_at",
+                "location_description",
+                "postcode",
+                "postcode_district",
+                "naloxone_administered",
+                "naloxone_administered_by",
+                "hospital",
+                "person_submitted",
+                "person_id",
+                "notes",
+                "fu_status",
+                "first_contact_at",
+                "within_window",
+                "assigned_agency_id",
+                "closed_reason",
+                "closed_at",
+                "discussed_at_huddle_id",
+                "discussed_at",
+                "created_at",
+                "updated_at",
+            ],
         )
-    say(f"history incidents {n_history:,} at {time.perf_counter() - t0:.1f}s")
-    # Recent: the same volume at every size; open follow-ups, discussed when a huddle passed.
-    for _ in range(n_recent):
-        occurred = recent_start + timedelta(seconds=rng.randrange(recent_seconds))
-        reported = min(occurred + timedelta(minutes=rng.expovariate(1 / 180)), anchor)
-        age = anchor - occurred
-        if age > timedelta(days=5):
-            status = "contacted" if rng.random() < 0.8 else "closed"
-        else:
-            status = "contacted" if rng.random() < 0.35 else "awaiting_contact"
-        discussed = reported < agenda_cutoff - timedelta(days=1) or (
-            status != "awaiting_contact" and reported < agenda_cutoff - timedelta(hours=12)
+        subs = Copier(pq, "incident_substances", ["incident_id", "position", "substance"])
+        con = Copier(
+            pq,
+            "contact_attempts",
+            [
+                "id",
+                "incident_id",
+                "attempted_at",
+                "method",
+                "outcome",
+                "notes",
+                "recorded_by_type",
+                "recorded_by_id",
+                "agency_id",
+                "created_at",
+            ],
         )
-        emit(next(owner_iter), occurred, reported, status=status, discussed=discussed)
-    # The sweep benchmark's batch: due in (anchor - 6 h, anchor], reported 1 h before the anchor.
-    for _ in range(overdue_batch):
-        occurred = anchor - window - timedelta(seconds=rng.randrange(1, 6 * 3600))
-        emit(
-            rng.randrange(n_people) if rng.random() < 0.95 else None,
-            occurred,
-            anchor - timedelta(hours=1),
-            status="awaiting_contact",
-            discussed=False,
-        )
-        counts["overdue_batch"] += 1
+        codes = Copier(pq, "contact_codes", ["contact_id", "kind", "code"])
+
+        owner_iter = iter(owners[part::nparts])
+        n_hist_part = len(range(part, n_history, nparts))
+        n_recent_part = len(owners[part::nparts]) - n_hist_part
+        # History: resolved and discussed.
+        for _ in range(n_hist_part):
+            occurred = history_start + timedelta(seconds=rng.randrange(hist_seconds))
+            reported = occurred + timedelta(minutes=rng.expovariate(1 / 180))
+            emit(
+                next(owner_iter),
+                occurred,
+                reported,
+                status="contacted" if rng.random() < 0.72 else "closed",
+                discussed=True,
+            )
+        say(f"history incidents (part {part}) {n_hist_part:,} at {time.perf_counter() - t0:.1f}s")
+        # Recent: the same volume at every size; open follow-ups, discussed when a huddle passed.
+        for _ in range(n_recent_part):
+            occurred = recent_start + timedelta(seconds=rng.randrange(recent_seconds))
+            reported = min(occurred + timedelta(minutes=rng.expovariate(1 / 180)), anchor)
+            age = anchor - occurred
+            if age > timedelta(days=5):
+                status = "contacted" if rng.random() < 0.8 else "closed"
+            else:
+                status = "contacted" if rng.random() < 0.35 else "awaiting_contact"
+            discussed = reported < agenda_cutoff - timedelta(days=1) or (
+                status != "awaiting_contact" and reported < agenda_cutoff - timedelta(hours=12)
+            )
+            emit(next(owner_iter), occurred, reported, status=status, discussed=discussed)
+        # The sweep benchmark's batch: due in (anchor - 6 h, anchor], reported 1 h before the anchor.
+        for _ in range(overdue_batch if part == 0 else 0):
+            occurred = anchor - window - timedelta(seconds=rng.randrange(1, 6 * 3600))
+            emit(
+                rng.randrange(n_people) if rng.random() < 0.95 else None,
+                occurred,
+                anchor - timedelta(hours=1),
+                status="awaiting_contact",
+                discussed=False,
+            )
+            counts["overdue_batch"] += 1
+        part_stats = {
+            "incidents": inc.close(),
+            "incident_substances": subs.close(),
+            "contact_attempts": con.close(),
+            "contact_codes": codes.close(),
+        }
+        return {"stats": part_stats, "counts": counts, "person_last": person_last}
+
+    nparts = max(1, int(os.environ.get("BENCH_GEN_PROCS", "2")))
+    if nparts == 1 or incidents < 5000:
+        parts = [work(0, 1)]
+    else:
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+
+        def child(part: int) -> None:
+            try:
+                queue.put((part, work(part, nparts)))
+            except BaseException:  # noqa: BLE001 - the parent reports the missing part
+                traceback.print_exc()
+                queue.put((part, None))
+            queue.close()
+            queue.join_thread()
+            os._exit(0)  # never run the parent's finalizers (its connection) in the child
+
+        procs = [ctx.Process(target=child, args=(k,)) for k in range(nparts)]
+        for proc in procs:
+            proc.start()
+        got = dict(queue.get() for _ in procs)
+        for proc in procs:
+            proc.join()
+        if any(v is None for v in got.values()):
+            raise RuntimeError("a generator worker failed (see above)")
+        parts = [got[k] for k in range(nparts)]
+    for result in parts:
+        for k, v in result["stats"].items():
+            stats[k] = stats.get(k, 0) + v
+        for k, v in result["counts"].items():
+            counts[k] += v
+        for owner, last in result["person_last"].items():
+            if owner not in person_last or last > person_last[owner]:
+                person_last[owner] = last
     counts["awaiting_contact"] -= counts["overdue_batch"]
-    stats["incidents"] = inc.close()
-    stats["incident_substances"] = subs.close()
-    stats["contact_attempts"] = con.close()
-    stats["contact_codes"] = codes.close()
     say(
         f"incidents {stats['incidents']:,} contacts {stats['contact_attempts']:,} "
         f"at {time.perf_counter() - t0:.1f}s"

@@ -14,6 +14,8 @@ and 503 are retried with backoff. Every answer is appended to ``--journal`` (key
 id), which the resilience driver checks against the database afterwards.
 """
 
+# ruff: noqa: E501, SIM115  (the journal stays open for the whole run)
+
 from __future__ import annotations
 
 import argparse

@@ -20,6 +20,8 @@ Writes bench/results/results.json and bench/results/results.md (plus EXPLAIN pla
 bench/results/explain/ and server logs in bench/results/logs/, not committed).
 """
 
+# ruff: noqa: E501, SIM105, SIM115  (report-rendering strings; log files handed to child processes)
+
 from __future__ import annotations
 
 import json
@@ -194,7 +196,7 @@ def read_paths(url: str, info: dict) -> dict[str, list[str]]:
         "person_search_name": [f"/v1/persons?q={f}" for f in families],
         "person_search_name_2words": [
             f"/v1/persons?q={f}%20{g}"
-            for f, g in zip(families, ["sam", "john", "sarah", "amy"] * 50)
+            for f, g in zip(families, ["sam", "john", "sarah", "amy"] * 50, strict=False)
         ],
         "person_search_chi": [f"/v1/persons?chi={c}" for c in chis],
         "incident_list_first_page": ["/v1/incidents?limit=50"],
@@ -224,8 +226,29 @@ def deep_page_paths(client: httpx.Client, pages: int = 20) -> list[str]:
     return paths
 
 
+def remove_bench_rows(url: str) -> int:
+    """Delete what earlier ingest/sweep steps added, so a reused data set is the generated one."""
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        added = "SELECT id FROM incidents WHERE source_ref LIKE 'LOAD-%%' OR source_ref LIKE 'SWEEPBATCH-%%'"
+        conn.execute(
+            f"DELETE FROM webhook_deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE incident_id IN ({added}))"
+        )
+        conn.execute(f"DELETE FROM alerts WHERE incident_id IN ({added})")
+        for table in ("incident_substances", "huddle_items"):
+            conn.execute(f"DELETE FROM {table} WHERE incident_id IN ({added})")
+        conn.execute(
+            f"DELETE FROM contact_codes WHERE contact_id IN (SELECT id FROM contact_attempts WHERE incident_id IN ({added}))"
+        )
+        conn.execute(f"DELETE FROM contact_attempts WHERE incident_id IN ({added})")
+        return conn.execute(f"DELETE FROM incidents WHERE id IN ({added})").rowcount
+
+
 def step_reads(big_url: str, small_url: str, big: dict, small: dict) -> dict:
     out: dict = {}
+    if REUSE:
+        out["removed_rows_of_earlier_runs"] = remove_bench_rows(big_url) + remove_bench_rows(
+            small_url
+        )
     for label, url, info in (("small", small_url, small), ("big", big_url, big)):
         server = Server(f"api-reads-{label}", "api", url, API_PORT, LOGS)
         server.start()
@@ -274,7 +297,8 @@ def step_explain(big_url: str, big: dict) -> dict:
     summary: dict = {}
     with TestClient(app) as client:
         tok = client.post(
-            "/v1/auth/token", data=dict(zip(("username", "password"), BENCH_COORDINATOR))
+            "/v1/auth/token",
+            data=dict(zip(("username", "password"), BENCH_COORDINATOR, strict=True)),
         ).json()["access_token"]
         client.headers["Authorization"] = f"Bearer {tok}"
         paths = read_paths(big_url, big)
@@ -376,7 +400,7 @@ def step_sweep(big_url: str, big: dict) -> dict:
     out["total_incidents"] = pg_exec(big_url, "SELECT count(*) FROM incidents")[0][0]
     runs = []
     raised = None
-    for i in range(3):
+    for _ in range(3):
         with factory() as s:
             t = time.perf_counter()
             r = sweep(s, at=b, settings=settings)
@@ -389,7 +413,7 @@ def step_sweep(big_url: str, big: dict) -> dict:
     out["sweep_raised"] = raised
     # 3. The baseline: one hand-written UPDATE flagging exactly those rows (rolled back).
     base_runs = []
-    for i in range(3):
+    for _ in range(3):
         with engine.connect() as conn:
             t = time.perf_counter()
             res = conn.execute(
@@ -731,7 +755,7 @@ def step_pgrestart(anchor: datetime) -> dict:
                 time.sleep(0.5)
             pg_ctl(pg["data"], "start")
             up_after = time.perf_counter() - down_at
-            stdout, stderr = loader.communicate(timeout=400)
+            stdout, stderr = loader.communicate(timeout=seconds + 150 + 120)
             client = (
                 json.loads(stdout.strip().splitlines()[-1])
                 if stdout.strip()
@@ -863,9 +887,10 @@ def render_md(res: dict) -> str:
         "# NFOD Response benchmark results",
         "",
         f"Run {res['started']} - {res['finished']} on {res['machine']['cpus']} CPUs "
-        f"({res['machine']['platform']}), commit {res['commit']}. Versions: "
-        + ", ".join(f"{k} {v}" for k, v in res["versions"].items())
-        + ".",
+        f"({res['machine']['platform']}), commit {res['commit']}. Load average (1 min) when each "
+        f"step began: {res.get('load_average_at_step_start')} - other engineers' test suites shared "
+        "the 2 cores, so absolute figures are pessimistic; the ratios were measured side by side. "
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
         "",
         "Reproduce: `make bench` (see BENCHMARKS.md for the knobs). Raw figures: results.json.",
         "",
@@ -1052,7 +1077,8 @@ def main() -> int:
     def run(step: str, fn, *args):
         if not wanted(step.removesuffix("_small")):
             return None
-        log(f"step {step} ...")
+        log(f"step {step} ... (load average {os.getloadavg()[0]:.1f})")
+        res.setdefault("load_average_at_step_start", {})[step] = round(os.getloadavg()[0], 2)
         t = time.perf_counter()
         try:
             value = fn(*args)

@@ -1,5 +1,7 @@
 """Start, probe and stop the processes a benchmark needs (each in its own session/process group)."""
 
+# ruff: noqa: SIM115  (the log file is handed to the child process)
+
 from __future__ import annotations
 
 import os

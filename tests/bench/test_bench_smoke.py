@@ -1,5 +1,7 @@
 """Keeps the benchmark harness from rotting (no timing is asserted anywhere here)."""
 
+# ruff: noqa: E501  (SQL one-liners read better unwrapped)
+
 from __future__ import annotations
 
 import json
@@ -10,7 +12,7 @@ import psycopg
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from bench.common import libpq, with_database
+from bench.common import ROOT, libpq, with_database
 from bench.generate import chi_check_digit_mod11, generate
 from services.config import load_settings
 from services.db import make_engine
@@ -61,14 +63,11 @@ def test_generator_loads_a_consistent_tiny_data_set():
                 "SELECT count(*) FROM pg_constraint WHERE conrelid = 'contact_attempts'::regclass AND contype = 'f'"
             )
             assert fks[0][0] == 2  # incident_id, agency_id
-        assert (
-            json.load(open(os.path.join("bench", "results", "dataset-nfod_bench_smoke.json")))[
-                "rows"
-            ]["incidents"]
-            == 220
-        )
+        with open(os.path.join(ROOT, "bench", "results", "dataset-nfod_bench_smoke.json")) as fh:
+            described = json.load(fh)
+        assert described["rows"]["incidents"] == 220
     finally:
-        os.remove(os.path.join("bench", "results", "dataset-nfod_bench_smoke.json"))
+        os.remove(os.path.join(ROOT, "bench", "results", "dataset-nfod_bench_smoke.json"))
         with psycopg.connect(libpq(with_database(PG_URL, "postgres")), autocommit=True) as conn:
             conn.execute('DROP DATABASE IF EXISTS "nfod_bench_smoke" WITH (FORCE)')
 
