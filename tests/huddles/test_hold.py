@@ -282,3 +282,35 @@ def test_concurrent_holds_of_the_same_date_one_wins(client, clock, cast, data):
     assert sorted(results) == [201, 409, 409, 409, 409, 409]
     view = client.get("/v1/huddles", headers=cast.coordinator.headers).json()
     assert len(view["items"]) == 1 and view["items"][0]["item_count"] == 20
+
+
+@postgres_only
+def test_concurrent_discussions_of_one_late_incident_add_one_item(client, clock, cast, data):
+    clock.set(utc(2026, 11, 24, 9, 30))
+    held = hold(client, cast.coordinator, "2026-11-24")
+    late = data.incident(
+        source_agency_id=cast.source_agency_id,
+        occurred_at=utc(2026, 11, 24, 7, 0),
+        reported_at=utc(2026, 11, 24, 9, 15),
+    )
+    results: list[int] = []
+    barrier = threading.Barrier(5)
+
+    def attempt(i):
+        barrier.wait()
+        r = client.post(
+            f"/v1/huddles/{held['id']}/items/{late}",
+            json={"discussed": True, "notes": f"writer {i}"},
+            headers=cast.coordinator.headers,
+        )
+        results.append(r.status_code)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 5
+    view = client.get(f"/v1/huddles/{held['id']}", headers=cast.coordinator.headers).json()
+    assert ids(view["late"]) == [late]
+    assert data.get_incident(late).discussed_at_huddle_id == held["id"]
