@@ -333,3 +333,33 @@ def test_parallel_sweeps_on_postgres_raise_each_alert_once(data, sf, settings):
     assert sum(totals) == n_alerts == n_keys
     assert n_clusters == 3  # one per district
     assert n_deliveries == n_alerts and set(per_alert) == {1}
+
+
+@postgres_only
+def test_parallel_sweeps_at_different_clocks_raise_one_cluster(data, sf, settings):
+    agency = data.agency()
+    ids = [
+        data.incident(occurred_at=T0 + timedelta(hours=h), source_agency_id=agency, district="DD1")
+        for h in range(5)
+    ]
+    clocks = [T0 + timedelta(hours=3), T0 + timedelta(hours=24, minutes=30)] * 4  # windows differ
+    barrier = threading.Barrier(len(clocks))
+    errors: list[BaseException] = []
+
+    def worker(at):
+        try:
+            with sf() as s:
+                barrier.wait()
+                sweep(s, at=at, settings=settings)
+                s.commit()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(at,)) for at in clocks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    [cluster] = alerts(sf, "cluster")
+    assert cluster.details["incident_ids"] in (ids[:3], ids[1:])
