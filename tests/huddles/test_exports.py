@@ -102,6 +102,7 @@ def test_html_is_printable_escaped_and_marks_risk_and_overdue_in_text(
     held, (a, b, c) = _held_huddle(client, clock, cast, data, notes="<img src=x onerror=alert(1)>")
     r = client.get(f"/v1/huddles/{held['id']}/agenda.html", headers=cast.coordinator.headers)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in r.headers["content-security-policy"]
     html = r.text
     assert "@page" in html and "A4" in html
     assert "2026-11-24" in html
