@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import traceback
 from typing import Any
 
@@ -119,7 +120,15 @@ def database_unavailable(exc: BaseException) -> bool:
     """The database is down, restarting or out of pooled connections: retryable, so 503."""
     from sqlalchemy import exc as sa_exc
 
-    return isinstance(exc, sa_exc.OperationalError | sa_exc.TimeoutError) or (
+    if isinstance(exc, sa_exc.OperationalError):
+        orig = getattr(exc, "orig", None)
+        if isinstance(orig, sqlite3.OperationalError):
+            # sqlite3 raises OperationalError for SQL mistakes too ("no such column"):
+            # only lock, open and I/O failures are outages.
+            text = str(orig).lower()
+            return any(s in text for s in ("locked", "busy", "unable to open", "disk i/o"))
+        return True
+    return isinstance(exc, sa_exc.TimeoutError) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     )
 

@@ -200,3 +200,25 @@ def test_500_is_a_problem_without_trace_or_sql(app, admin):
     for rec in logs:
         assert secret not in str(rec) and "Reid" not in str(rec)
         assert rec["request_id"] == "boom-1"
+
+
+def test_database_outage_is_503_with_retry_after(app):
+    """A database that cannot be reached is retryable (503), unlike a bug (500)."""
+    from sqlalchemy import create_engine
+
+    down = (
+        "postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2"
+        if app.state.engine.dialect.name == "postgresql"
+        else "sqlite:////nonexistent-dir-nfod/sub/db.sqlite"
+    )
+
+    @app.get("/v1/test-only/outage")
+    def outage():
+        with create_engine(down).connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/v1/test-only/outage")
+    body = problem(r, 503)
+    assert r.headers["retry-after"] == "1"
+    assert "nowhere" not in body["detail"] and "nonexistent" not in body["detail"]
