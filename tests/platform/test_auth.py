@@ -65,8 +65,13 @@ def test_unknown_user_and_wrong_password_are_indistinguishable(client, factory, 
         r = login(client, username, password)
         return r, counting.verified - before, time.perf_counter() - started
 
-    wrong, wrong_hashes, wrong_time = attempt(user.username, "not the password")
-    unknown, unknown_hashes, unknown_time = attempt("nobody-at-all", "not the password")
+    # best of three each, so one scheduling hiccup on a busy machine cannot decide it
+    wrongs = [attempt(user.username, "not the password") for _ in range(3)]
+    unknowns = [attempt("nobody-at-all", "not the password") for _ in range(3)]
+    wrong, wrong_hashes, _ = wrongs[0]
+    unknown, unknown_hashes, _ = unknowns[0]
+    wrong_time = min(t for *_, t in wrongs)
+    unknown_time = min(t for *_, t in unknowns)
     for r in (wrong, unknown):
         assert_problem(r, 401)
     assert wrong.json() == unknown.json()
