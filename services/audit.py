@@ -179,6 +179,10 @@ def _write_pending(session: Session) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
+    # Also fired when a SAVEPOINT is released: write only at the real (outermost) commit,
+    # so the chain lock is held briefly and entries survive a savepoint rolled back later.
+    if session.in_nested_transaction():
+        return
     _write_pending(session)
 
 
