@@ -40,7 +40,9 @@ export async function renderIncident(main, [incidentId]) {
     clear(statusBox, h("p", {}, parts));
   }
 
+  let lastList = contacts; // the last attempts the service sent (kept while offline)
   function paintAttempts(list) {
+    lastList = list;
     const queued = outbox.items(incidentId);
     const rows = list.map((c) => h("li", { "data-contact-id": c.id },
       h("strong", {}, `${label(METHODS, c.method)}: ${label(OUTCOMES, c.outcome)}`), " ",
@@ -108,7 +110,7 @@ export async function renderIncident(main, [incidentId]) {
   const stopOutbox = outbox.onChange(() => {
     const queuedNow = outbox.items(incidentId).length;
     if (queuedNow < queuedBefore) refresh().catch(() => {});
-    else getAll(`/v1/incidents/${id}/contacts`).then(paintAttempts).catch(() => paintAttempts([]));
+    else paintAttempts(lastList); // only the queued ones changed
     queuedBefore = queuedNow;
   });
   const stopTick = tickCountdowns(main);
@@ -222,8 +224,8 @@ function contactForm(incidentId, incident, message, refresh) {
       when.value = toLocalInput(new Date());
       whenTouched = false;
       clear(message, h("p", { class: "status-line warn", id: "waiting-message" },
-        "Saved on this device, waiting to send. It will be sent automatically when the connection returns."));
-      announce("No connection. The contact is waiting to send.");
+        "Saved on this device, waiting to send. It is sent automatically as soon as the service can be reached."));
+      announce("The contact is saved on this device and waiting to send.");
     } else {
       // The service refused it (422 and the like): not queued; show why next to the fields.
       outbox.remove(item.key);
@@ -237,7 +239,7 @@ function contactForm(incidentId, incident, message, refresh) {
 
 function describeProblem(problem) {
   if (!problem) return "The service did not accept this contact.";
-  const errs = (problem.errors || []).map((e) => `${fieldOf(e.loc) || "form"}: ${plainMessage(e.msg)}`);
+  const errs = (problem.errors || []).map((e) => plainMessage(e.msg));
   return errs.length ? errs.join("; ") : problem.detail || problem.title || "The service did not accept this contact.";
 }
 
