@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session
 
 from models.person import Person, PossibleDuplicate
@@ -165,12 +165,33 @@ def record_candidates(session: Session, person: Person, *, now: datetime) -> int
     return count
 
 
+def _serialise_identity(session: Session, details: PersonDetails, nkey: str | None) -> None:
+    """Two notifications about the same person at the same moment must find one person.
+
+    Neither request sees the other's uncommitted person, so on PostgreSQL matching takes a
+    transaction-scoped advisory lock per identity (CHI; name key + date of birth), in a fixed
+    order so two keys can never deadlock. SQLite already serialises writers (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = []
+    if details.chi:
+        keys.append(f"chi:{details.chi}")
+    if nkey and details.date_of_birth:
+        keys.append(f"name:{nkey}:{details.date_of_birth.isoformat()}")
+    for key in sorted(keys):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7362))"), {"k": key}
+        )
+
+
 def match_or_create(
     session: Session, details: PersonDetails, *, now: datetime
 ) -> tuple[Person, bool]:
     """The person these details describe: (person, created). Never merges on a guess."""
     fkey = normalise_name(details.family_name)
     nkey = name_key(details.family_name, details.given_name)
+    _serialise_identity(session, details, nkey)
     if details.chi:
         found = session.execute(
             select(Person).where(Person.chi == details.chi)

@@ -297,3 +297,30 @@ def test_a_callers_expired_keys_are_purged_when_it_uses_a_new_one(
     keys = sorted(session.execute(select(IdempotencyRecord.key)).scalars())
     session.rollback()
     assert keys == ["b", "two"]
+
+
+def test_parallel_notifications_about_one_person_without_chi_find_one_person(
+    client, cast, body, session
+):
+    """Different partners, same moment, same name and birthday, no CHI: one person, not two."""
+    person = {"given_name": "Ali", "family_name": "Khan", "date_of_birth": "1990-05-05"}
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def go(i: int):
+        barrier.wait()
+        r = client.post(
+            "/v1/incidents",
+            json=body(source_ref=f"PAR-P-{i}", person=person),
+            headers=cast.partner_a.headers,
+        )
+        statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [201] * 8, statuses
+    assert count(session, Incident) == 8
+    assert count(session, Person) == 1
