@@ -94,7 +94,7 @@ export async function renderHuddle(main, [dateParam]) {
       ["new", "New since the last meeting", agenda.new, "Every overdose not yet discussed, oldest first."],
       ["follow-ups", "Follow-ups", agenda.follow_ups, "Discussed before and still open: overdue first, then by deadline."],
     ];
-    if (agenda.late?.length) sections.push(["late", "Arrived after the meeting was held", agenda.late, "These will be on the next agenda."]);
+    if (agenda.late?.length) sections.push(["late", "Added after the agenda was frozen", agenda.late, "Reported after this meeting was held and discussed here; once discussed they are follow-ups, not new items, on later agendas."]);
     clear(body, sections.map(([key, title, items, note]) => h("section", { id: `section-${key}`, "aria-labelledby": `h-${key}` },
       h("h2", { id: `h-${key}` }, `${title} (${items.length})`),
       h("p", { class: "muted small section-note" }, note),
