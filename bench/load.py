@@ -178,16 +178,24 @@ async def run_rate(base: str, seconds: float, rate: float, maker: BodyMaker) -> 
 async def run_crash(
     base: str, seconds: float, rate: float, maker: BodyMaker, journal: str, give_up: float
 ) -> dict:
-    """Idempotent ingest at a fixed rate; every request retried until answered (or give_up s)."""
+    """Idempotent ingest at a fixed rate; every request retried until answered.
+
+    At most 64 requests are in flight (more only queue inside the client, never time out
+    waiting there), so a slow or restarting server is not buried under a retry storm of
+    abandoned requests. A request still unanswered ``give_up`` seconds after the load phase
+    ends is counted as given up.
+    """
     statuses: dict[str, int] = {}
     retries = 0
     unanswered = 0
     n = int(seconds * rate)
     jf = open(journal, "a", buffering=1)
-    async with httpx.AsyncClient(
-        base_url=base, timeout=10, limits=httpx.Limits(max_connections=300)
-    ) as client:
+    timeout = httpx.Timeout(30.0, pool=None)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
         t0 = time.perf_counter() + 0.2
+        deadline = t0 + seconds + give_up
+        gate = asyncio.Semaphore(64)
 
         async def one(i: int) -> None:
             nonlocal retries, unanswered
@@ -197,18 +205,18 @@ async def run_crash(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            deadline = time.perf_counter() + give_up
             backoff = 0.2
             attempt = 0
             while True:
                 attempt += 1
                 status: int | str
-                try:
-                    resp = await client.post("/v1/incidents", json=body, headers=_headers(key))
-                    status = resp.status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                    resp = None
+                async with gate:  # never more than 64 requests inside httpx's pool
+                    try:
+                        resp = await client.post("/v1/incidents", json=body, headers=_headers(key))
+                        status = resp.status_code
+                    except httpx.HTTPError as exc:
+                        status = type(exc).__name__
+                        resp = None
                 statuses[str(status)] = statuses.get(str(status), 0) + 1
                 final = isinstance(status, int) and (
                     200 <= status < 300 or status in (400, 401, 403, 404, 422)
@@ -221,7 +229,7 @@ async def run_crash(
                 }
                 if resp is not None and 200 <= resp.status_code < 300:
                     record["id"] = resp.json().get("id")
-                if isinstance(status, int) and status >= 500:
+                if resp is not None and resp.status_code >= 500:
                     ctype = resp.headers.get("content-type", "")
                     record["problem"] = ctype.startswith("application/problem+json")
                 jf.write(json.dumps(record) + "\n")
@@ -234,12 +242,15 @@ async def run_crash(
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 1.5)
 
+        started = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(n)))
+        elapsed = time.perf_counter() - started
     jf.close()
     return {
         "mode": "crash",
         "target_rps": rate,
         "sent": n,
+        "seconds_until_all_answered": round(elapsed, 1),
         "attempt_statuses": statuses,
         "retries": retries,
         "gave_up": unanswered,
