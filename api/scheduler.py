@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import metrics
-from services import webhooks
+from services import idempotency, webhooks
 from services.config import Settings
 from services.db import make_engine, make_session_factory
 from services.sweep import SweepResult, sweep
@@ -87,9 +87,22 @@ def run_deliveries(
     return totals
 
 
+def run_housekeeping(session_factory: sessionmaker[Session], *, at: datetime) -> int:
+    """Forget Idempotency-Keys past their retention (NFOD_IDEMPOTENCY_TTL_HOURS).
+
+    Never ahead of the real clock: a replay with ``--at`` in the future must not purge keys
+    a client may still retry with.
+    """
+    with session_factory() as session:
+        purged = idempotency.purge_expired(session, min(at, utc_now()))
+        session.commit()
+    return purged
+
+
 def tick(session_factory: sessionmaker[Session], *, settings: Settings, at: datetime) -> TickResult:
     result = run_sweep(session_factory, settings=settings, at=at)
     deliveries = run_deliveries(session_factory, settings=settings, now=at)
+    run_housekeeping(session_factory, at=at)
     return TickResult(sweep=result, deliveries=deliveries)
 
 
