@@ -335,6 +335,9 @@ def _insert(
         person_id=person_id,
         notes=v.get("notes"),
         fu_status="awaiting_contact",
+        # An outreach worker who records an overdose holds its follow-up (and can read it
+        # back) until a coordinator or the huddle assigns it elsewhere.
+        assigned_agency_id=principal.agency_id if principal.role == "outreach" else None,
         created_at=now,
         updated_at=now,
     )

@@ -228,17 +228,20 @@ def test_who_may_create_and_for_which_agency(client, cast, body, session):
         "/v1/incidents", json=body(source_agency_id=cast.agency_b), headers=cast.coordinator.headers
     )
     assert r.status_code == 201 and r.json()["source_agency_id"] == cast.agency_b
-    # outreach records for its agency; it reads incidents back once the follow-up is assigned to it
+    # outreach records for its agency and holds the follow-up until it is reassigned
     r = client.post("/v1/incidents", json=body(), headers=cast.outreach_a.headers)
     assert r.status_code == 201 and r.json()["source_agency_id"] == cast.agency_a
+    assert r.json()["follow_up"]["assigned_agency_id"] == cast.agency_a
     inc = r.json()["id"]
-    assert_problem(client.get(f"/v1/incidents/{inc}", headers=cast.outreach_a.headers), 404)
+    assert client.get(f"/v1/incidents/{inc}", headers=cast.outreach_a.headers).status_code == 200
+    assert_problem(client.get(f"/v1/incidents/{inc}", headers=cast.outreach_b.headers), 404)
     client.patch(
         f"/v1/incidents/{inc}",
-        json={"assigned_agency_id": cast.agency_a},
+        json={"assigned_agency_id": cast.agency_b},
         headers=cast.coordinator.headers,
     )
-    assert client.get(f"/v1/incidents/{inc}", headers=cast.outreach_a.headers).status_code == 200
+    assert_problem(client.get(f"/v1/incidents/{inc}", headers=cast.outreach_a.headers), 404)
+    assert client.get(f"/v1/incidents/{inc}", headers=cast.outreach_b.headers).status_code == 200
 
 
 def test_partner_batch_items_are_its_own(client, cast, body):
