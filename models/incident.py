@@ -31,6 +31,22 @@ class Incident(Base):
         UniqueConstraint("source_agency_id", "source_ref"),
         Index("ix_incidents_occurred_at_id", "occurred_at", "id"),
         Index("ix_incidents_person_id_occurred_at", "person_id", "occurred_at"),
+        # Incident lists page newest first on (occurred_at, id): filtered by follow-up status
+        # (and overdue, which is awaiting_contact) or by assigned agency (also the outreach
+        # scope), the keyset order must be the index order or PostgreSQL walks every incident.
+        Index(
+            "ix_incidents_fu_status_occurred_at_id_contact_due_at",
+            "fu_status",
+            "occurred_at",
+            "id",
+            "contact_due_at",  # overdue filter answered from the index
+        ),
+        Index(
+            "ix_incidents_assigned_agency_id_occurred_at_id",
+            "assigned_agency_id",
+            "occurred_at",
+            "id",
+        ),
         Index("ix_incidents_fu_status_contact_due_at", "fu_status", "contact_due_at"),
         Index(
             "ix_incidents_assigned_agency_id_fu_status_contact_due_at",

@@ -20,6 +20,16 @@ class Person(Base):
         Index("ix_persons_family_key", "family_key"),
         # Weak matching looks up people born on the same (or day/month-swapped) date.
         Index("ix_persons_date_of_birth", "date_of_birth"),
+        # Search by name is "name_key contains each word" (LIKE '%word%'): on PostgreSQL a
+        # trigram GIN index answers it without reading every person (pg_trgm, created in the
+        # migration). On SQLite the same name is a plain index (alembic check compares names;
+        # SQLite search keeps its scan).
+        Index(
+            "ix_persons_name_key_trgm",
+            "name_key",
+            postgresql_using="gin",
+            postgresql_ops={"name_key": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[str] = id_column()

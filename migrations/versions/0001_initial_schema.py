@@ -117,6 +117,12 @@ def upgrade() -> None:
         batch_op.create_index('ix_persons_date_of_birth', ['date_of_birth'], unique=False)
         batch_op.create_index(batch_op.f('ix_persons_merged_into_id'), ['merged_into_id'], unique=False)
         batch_op.create_index('ix_persons_name_key_date_of_birth', ['name_key', 'date_of_birth'], unique=False)
+    # Name search (LIKE '%word%' on name_key) uses a trigram GIN index on PostgreSQL; pg_trgm
+    # is a trusted extension, so the database owner may create it. On SQLite the same name is a
+    # plain index (the postgresql_* options are ignored there).
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+    op.create_index('ix_persons_name_key_trgm', 'persons', ['name_key'], unique=False, postgresql_using='gin', postgresql_ops={'name_key': 'gin_trgm_ops'})
 
     op.create_table('api_clients',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -174,6 +180,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_incidents_fu_status_contact_due_at', ['fu_status', 'contact_due_at'], unique=False)
         batch_op.create_index('ix_incidents_occurred_at_id', ['occurred_at', 'id'], unique=False)
         batch_op.create_index('ix_incidents_person_id_occurred_at', ['person_id', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_incidents_fu_status_occurred_at_id_contact_due_at', ['fu_status', 'occurred_at', 'id', 'contact_due_at'], unique=False)
+        batch_op.create_index('ix_incidents_assigned_agency_id_occurred_at_id', ['assigned_agency_id', 'occurred_at', 'id'], unique=False)
         batch_op.create_index('ix_incidents_postcode_district_occurred_at', ['postcode_district', 'occurred_at'], unique=False)
         batch_op.create_index('ix_incidents_source_agency_id_occurred_at', ['source_agency_id', 'occurred_at'], unique=False)
         batch_op.create_index('ix_incidents_undiscussed_reported_at', ['reported_at'], unique=False, postgresql_where=sa.text('discussed_at_huddle_id IS NULL'), sqlite_where=sa.text('discussed_at_huddle_id IS NULL'))
@@ -423,6 +431,8 @@ def downgrade() -> None:
         batch_op.drop_index('ix_incidents_undiscussed_reported_at', postgresql_where=sa.text('discussed_at_huddle_id IS NULL'), sqlite_where=sa.text('discussed_at_huddle_id IS NULL'))
         batch_op.drop_index('ix_incidents_source_agency_id_occurred_at')
         batch_op.drop_index('ix_incidents_postcode_district_occurred_at')
+        batch_op.drop_index('ix_incidents_assigned_agency_id_occurred_at_id')
+        batch_op.drop_index('ix_incidents_fu_status_occurred_at_id_contact_due_at')
         batch_op.drop_index('ix_incidents_person_id_occurred_at')
         batch_op.drop_index('ix_incidents_occurred_at_id')
         batch_op.drop_index('ix_incidents_fu_status_contact_due_at')
@@ -434,6 +444,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_api_clients_agency_id'))
 
     op.drop_table('api_clients')
+    op.drop_index('ix_persons_name_key_trgm', table_name='persons', postgresql_using='gin')
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.drop_index('ix_persons_name_key_date_of_birth')
         batch_op.drop_index(batch_op.f('ix_persons_merged_into_id'))
