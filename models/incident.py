@@ -31,6 +31,20 @@ class Incident(Base):
         UniqueConstraint("source_agency_id", "source_ref"),
         Index("ix_incidents_occurred_at_id", "occurred_at", "id"),
         Index("ix_incidents_person_id_occurred_at", "person_id", "occurred_at"),
+        # The summary report reads a period's incidents from this index alone (index-only
+        # scans): every column its figures and breakdowns use, after the occurred_at range.
+        Index(
+            "ix_incidents_occurred_at_report",
+            "occurred_at",
+            "id",
+            "person_id",
+            "source_agency_id",
+            "postcode_district",
+            "fu_status",
+            "within_window",
+            "first_contact_at",
+            "contact_due_at",
+        ),
         # Incident lists page newest first on (occurred_at, id): filtered by follow-up status
         # (and overdue, which is awaiting_contact) or by assigned agency (also the outreach
         # scope), the keyset order must be the index order or PostgreSQL walks every incident.

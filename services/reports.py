@@ -94,18 +94,14 @@ def _age(dialect: str, occurred_at, dob):
     return years - case((before, 1), else_=0)
 
 
-def _age_band(dialect: str, occurred_at, dob):
-    age = _age(dialect, occurred_at, dob)
-    return case(
-        (dob.is_(None), "unknown"),
-        (age < 18, "under 18"),
-        (age < 25, "18-24"),
-        (age < 35, "25-34"),
-        (age < 45, "35-44"),
-        (age < 55, "45-54"),
-        (age < 65, "55-64"),
-        else_="65+",
-    )
+def _age_band(age: int | None) -> str:
+    """The band of an age (``None``: no date of birth)."""
+    if age is None:
+        return "unknown"
+    for limit, band in ((18, "under 18"), (25, "18-24"), (35, "25-34"), (45, "35-44")):
+        if age < limit:
+            return band
+    return "45-54" if age < 55 else "55-64" if age < 65 else "65+"
 
 
 def _round(value: Any) -> float | None:
@@ -118,32 +114,42 @@ def compute(session: Session, *, settings: Settings, now: datetime, start: date,
     dialect = session.get_bind().dialect.name
     i = Incident
     in_period = and_(i.occurred_at >= p.lo, i.occurred_at < p.hi)
-    ids = select(i.id).where(in_period)
 
-    row = session.execute(
+    # One pass over the period's incidents, grouped by person, gives every incident-level
+    # count (a person's group sums its incidents; people are the non-null groups, repeaters
+    # the non-null groups of two or more; all unidentified incidents form one null group).
+    per_person = (
         select(
-            func.count(),
-            func.count(func.distinct(i.person_id)),
+            i.person_id.label("person_id"),
+            func.count().label("n"),
             func.sum(
                 case((or_(i.first_contact_at.is_not(None), i.contact_due_at <= now), 1), else_=0)
-            ),
-            func.sum(case((i.within_window.is_(True), 1), else_=0)),
-            func.sum(case((i.first_contact_at.is_not(None), 1), else_=0)),
+            ).label("base"),
+            func.sum(case((i.within_window.is_(True), 1), else_=0)).label("within"),
+            func.sum(case((i.first_contact_at.is_not(None), 1), else_=0)).label("contacted"),
             func.sum(
                 case((and_(i.fu_status == "awaiting_contact", i.contact_due_at < now), 1), else_=0)
-            ),
-        ).where(in_period)
-    ).one()
-    incidents, people, window_base, within, contacted, open_overdue = (int(v or 0) for v in row)
-
-    repeaters = (
-        select(i.person_id)
-        .where(in_period, i.person_id.is_not(None))
+            ).label("overdue"),
+        )
+        .where(in_period)
         .group_by(i.person_id)
-        .having(func.count() >= 2)
         .subquery()
     )
-    people_with_repeat = session.execute(select(func.count()).select_from(repeaters)).scalar_one()
+    pp = per_person.c
+    row = session.execute(
+        select(
+            func.sum(pp.n),
+            func.count(pp.person_id),
+            func.sum(case((and_(pp.person_id.is_not(None), pp.n >= 2), 1), else_=0)),
+            func.sum(pp.base),
+            func.sum(pp.within),
+            func.sum(pp.contacted),
+            func.sum(pp.overdue),
+        )
+    ).one()
+    incidents, people, people_with_repeat, window_base, within, contacted, open_overdue = (
+        int(v or 0) for v in row
+    )
 
     hours = _hours(dialect, i.first_contact_at, i.occurred_at).label("h")
     contacted_q = select(hours).where(in_period, i.first_contact_at.is_not(None))
@@ -161,10 +167,20 @@ def compute(session: Session, *, settings: Settings, now: datetime, start: date,
             )
             median = session.execute(select(func.avg(middle.subquery().c.h))).scalar_one()
 
+    # Only the codes the report shows: the naloxone action and every referral. The period's
+    # incidents are joined first (the occurred_at range), then their contacts and codes.
     codes = session.execute(
         select(ContactCode.kind, ContactCode.code, func.count())
-        .join(ContactAttempt, ContactAttempt.id == ContactCode.contact_id)
-        .where(ContactAttempt.incident_id.in_(ids))
+        .select_from(i)
+        .join(ContactAttempt, ContactAttempt.incident_id == i.id)
+        .join(ContactCode, ContactCode.contact_id == ContactAttempt.id)
+        .where(
+            in_period,
+            or_(
+                ContactCode.kind == "referral",
+                and_(ContactCode.kind == "action", ContactCode.code == "naloxone_supplied"),
+            ),
+        )
         .group_by(ContactCode.kind, ContactCode.code)
     ).all()
     naloxone = sum(n for kind, code, n in codes if kind == "action" and code == "naloxone_supplied")
@@ -173,47 +189,50 @@ def compute(session: Session, *, settings: Settings, now: datetime, start: date,
         if kind == "referral":
             by_code[code] = by_code.get(code, 0) + n
 
-    def grouped(label, stmt) -> dict[str, int]:
-        return {str(k): int(n) for k, n in session.execute(stmt).all()}
+    def add(cells: dict[str, int], key: Any, n: int) -> None:
+        cells[str(key)] = cells.get(str(key), 0) + int(n)
 
-    by_source = grouped(
-        "source",
-        select(Agency.name, func.count())
+    # Source and district in one pass, sex and age band in one pass (with the person).
+    by_source: dict[str, int] = {}
+    by_district: dict[str, int] = {}
+    district = func.coalesce(i.postcode_district, literal("unknown"))
+    for name, dist, n in session.execute(
+        select(Agency.name, district, func.count())
         .select_from(i)
         .join(Agency, Agency.id == i.source_agency_id)
         .where(in_period)
-        .group_by(Agency.name),
-    )
+        .group_by(Agency.name, district)
+    ).all():
+        add(by_source, name, n)
+        add(by_district, dist, n)
     sex = func.coalesce(Person.sex, literal("unknown"))
-    by_sex = dict.fromkeys(SEXES, 0) | grouped(
-        "sex",
-        select(sex, func.count())
+    # Grouped by the age itself (computed once a row; null without a date of birth), banded here.
+    age = _age(dialect, i.occurred_at, Person.date_of_birth)
+    by_sex: dict[str, int] = dict.fromkeys(SEXES, 0)
+    by_age_band: dict[str, int] = dict.fromkeys(AGE_BANDS, 0)
+    for s, years, n in session.execute(
+        select(sex, age, func.count())
         .select_from(i)
         .outerjoin(Person, Person.id == i.person_id)
         .where(in_period)
-        .group_by(sex),
-    )
-    band = _age_band(dialect, i.occurred_at, Person.date_of_birth)
-    by_age_band = dict.fromkeys(AGE_BANDS, 0) | grouped(
-        "age",
-        select(band, func.count())
-        .select_from(i)
-        .outerjoin(Person, Person.id == i.person_id)
+        .group_by(sex, age)
+    ).all():
+        add(by_sex, s, n)
+        add(by_age_band, _age_band(None if years is None else int(years)), n)
+    # Incidents naming each substance (an incident may list one twice: distinct pairs).
+    pairs = (
+        select(IncidentSubstance.incident_id, IncidentSubstance.substance)
+        .join(i, i.id == IncidentSubstance.incident_id)
         .where(in_period)
-        .group_by(band),
+        .distinct()
+        .subquery()
     )
-    by_substance = grouped(
-        "substance",
-        select(
-            IncidentSubstance.substance, func.count(func.distinct(IncidentSubstance.incident_id))
-        )
-        .where(IncidentSubstance.incident_id.in_(ids))
-        .group_by(IncidentSubstance.substance),
-    )
-    district = func.coalesce(i.postcode_district, literal("unknown"))
-    by_district = grouped(
-        "district", select(district, func.count()).where(in_period).group_by(district)
-    )
+    by_substance = {
+        str(k): int(n)
+        for k, n in session.execute(
+            select(pairs.c.substance, func.count()).group_by(pairs.c.substance)
+        ).all()
+    }
 
     return {
         "from": p.start.isoformat(),

@@ -180,6 +180,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_incidents_fu_status_contact_due_at', ['fu_status', 'contact_due_at'], unique=False)
         batch_op.create_index('ix_incidents_occurred_at_id', ['occurred_at', 'id'], unique=False)
         batch_op.create_index('ix_incidents_person_id_occurred_at', ['person_id', 'occurred_at'], unique=False)
+        batch_op.create_index('ix_incidents_occurred_at_report', ['occurred_at', 'id', 'person_id', 'source_agency_id', 'postcode_district', 'fu_status', 'within_window', 'first_contact_at', 'contact_due_at'], unique=False)
         batch_op.create_index('ix_incidents_fu_status_occurred_at_id_contact_due_at', ['fu_status', 'occurred_at', 'id', 'contact_due_at'], unique=False)
         batch_op.create_index('ix_incidents_assigned_agency_id_occurred_at_id', ['assigned_agency_id', 'occurred_at', 'id'], unique=False)
         batch_op.create_index('ix_incidents_postcode_district_occurred_at', ['postcode_district', 'occurred_at'], unique=False)
@@ -292,6 +293,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('contact_attempts', schema=None) as batch_op:
         batch_op.create_index('ix_contact_attempts_incident_id_attempted_at', ['incident_id', 'attempted_at'], unique=False)
+        batch_op.create_index('ix_contact_attempts_incident_id_id', ['incident_id', 'id'], unique=False)
 
     op.create_table('huddle_items',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -403,6 +405,7 @@ def downgrade() -> None:
 
     op.drop_table('huddle_items')
     with op.batch_alter_table('contact_attempts', schema=None) as batch_op:
+        batch_op.drop_index('ix_contact_attempts_incident_id_id')
         batch_op.drop_index('ix_contact_attempts_incident_id_attempted_at')
 
     op.drop_table('contact_attempts')
@@ -433,6 +436,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_incidents_postcode_district_occurred_at')
         batch_op.drop_index('ix_incidents_assigned_agency_id_occurred_at_id')
         batch_op.drop_index('ix_incidents_fu_status_occurred_at_id_contact_due_at')
+        batch_op.drop_index('ix_incidents_occurred_at_report')
         batch_op.drop_index('ix_incidents_person_id_occurred_at')
         batch_op.drop_index('ix_incidents_occurred_at_id')
         batch_op.drop_index('ix_incidents_fu_status_contact_due_at')
