@@ -23,11 +23,7 @@ from services.db import make_engine, make_session_factory
 
 log = logging.getLogger("nfod.app")
 WEB_DIR = next(
-    (
-        d
-        for d in (Path(__file__).resolve().parent.parent / "web", Path.cwd() / "web")
-        if d.is_dir()
-    ),
+    (d for d in (Path(__file__).resolve().parent.parent / "web", Path.cwd() / "web") if d.is_dir()),
     Path(__file__).resolve().parent.parent / "web",
 )
 

@@ -37,7 +37,9 @@ def is_postgres() -> bool:
     return bool(PG_URL)
 
 
-postgres_only = pytest.mark.skipif(not PG_URL, reason="runs on PostgreSQL only (set NFOD_TEST_DATABASE_URL)")
+postgres_only = pytest.mark.skipif(
+    not PG_URL, reason="runs on PostgreSQL only (set NFOD_TEST_DATABASE_URL)"
+)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +74,11 @@ def _wipe(engine) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            conn.execute(
+                text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
+            )
         else:
             for t in tables:
                 conn.execute(text(f'DELETE FROM "{t}"'))
@@ -109,7 +115,13 @@ def clock() -> Clock:
 
 
 def make_settings(db_url: str, **overrides) -> Settings:
-    values = dict(env="test", database_url=db_url, secret_key=TEST_SECRET, admin_username=None, admin_password=None)
+    values = dict(
+        env="test",
+        database_url=db_url,
+        secret_key=TEST_SECRET,
+        admin_username=None,
+        admin_password=None,
+    )
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
@@ -172,12 +184,23 @@ class Factory:
 
     def agency(self, name: str | None = None, kind: str = "statutory") -> str:
         with self.session_factory() as s, s.begin():
-            agency = models.Agency(name=name or f"Agency {self._seq()} {uuid.uuid4().hex[:6]}", kind=kind, created_at=self.clock())
+            agency = models.Agency(
+                name=name or f"Agency {self._seq()} {uuid.uuid4().hex[:6]}",
+                kind=kind,
+                created_at=self.clock(),
+            )
             s.add(agency)
             s.flush()
             return agency.id
 
-    def user(self, role: str, agency_id: str | None = None, *, username: str | None = None, display_name: str | None = None) -> Actor:
+    def user(
+        self,
+        role: str,
+        agency_id: str | None = None,
+        *,
+        username: str | None = None,
+        display_name: str | None = None,
+    ) -> Actor:
         global _PASSWORD_HASH
         if _PASSWORD_HASH is None:
             _PASSWORD_HASH = hash_password(TEST_PASSWORD)
@@ -187,20 +210,46 @@ class Factory:
         now = self.clock()
         with self.session_factory() as s, s.begin():
             user = models.User(
-                username=username, password_hash=_PASSWORD_HASH, role=role, agency_id=agency_id,
-                display_name=display_name or username, active=True, token_version=0, created_at=now, updated_at=now,
+                username=username,
+                password_hash=_PASSWORD_HASH,
+                role=role,
+                agency_id=agency_id,
+                display_name=display_name or username,
+                active=True,
+                token_version=0,
+                created_at=now,
+                updated_at=now,
             )
             s.add(user)
             s.flush()
             user_id = user.id
-        token = issue_token(self.settings.effective_secret_key, user_id=user_id, version=0, now=now, ttl=self.settings.token_ttl_seconds)
-        return Actor(id=user_id, role=role, agency_id=agency_id, token=token, username=username, password=TEST_PASSWORD)
+        token = issue_token(
+            self.settings.effective_secret_key,
+            user_id=user_id,
+            version=0,
+            now=now,
+            ttl=self.settings.token_ttl_seconds,
+        )
+        return Actor(
+            id=user_id,
+            role=role,
+            agency_id=agency_id,
+            token=token,
+            username=username,
+            password=TEST_PASSWORD,
+        )
 
     def partner(self, agency_id: str | None = None, name: str | None = None) -> Actor:
         agency_id = agency_id or self.agency()
         key = new_api_key()
         with self.session_factory() as s, s.begin():
-            client = models.ApiClient(name=name or f"Partner {self._seq()}", agency_id=agency_id, key_hash=hash_api_key(key), key_prefix=key[:12], created_at=self.clock())
+            client = models.ApiClient(
+                name=name or f"Partner {self._seq()}",
+                agency_id=agency_id,
+                key_hash=hash_api_key(key),
+                key_prefix=key[:12],
+                created_at=self.clock(),
+            )
             s.add(client)
             s.flush()
             client_id = client.id

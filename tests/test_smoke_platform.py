@@ -3,12 +3,22 @@ from tests.conftest import assert_problem
 
 def test_admin_creates_agency_and_user(client, factory):
     admin = factory.user("admin")
-    r = client.post("/v1/agencies", json={"name": "Scottish Ambulance Service", "kind": "statutory"}, headers=admin.headers)
+    r = client.post(
+        "/v1/agencies",
+        json={"name": "Scottish Ambulance Service", "kind": "statutory"},
+        headers=admin.headers,
+    )
     assert r.status_code == 201, r.text
     agency_id = r.json()["id"]
     r = client.post(
         "/v1/users",
-        json={"username": "jo", "password": "long enough password", "role": "outreach", "agency_id": agency_id, "display_name": "Jo"},
+        json={
+            "username": "jo",
+            "password": "long enough password",
+            "role": "outreach",
+            "agency_id": agency_id,
+            "display_name": "Jo",
+        },
         headers=admin.headers,
     )
     assert r.status_code == 201, r.text
