@@ -251,6 +251,22 @@ def create_incident(
 
     Returns (incident, created). A different body under a used source_ref is Conflict.
     """
+    incident, created, _substances = create_incident_with_substances(
+        session, principal=principal, now=now, settings=settings, data=data
+    )
+    return incident, created
+
+
+def create_incident_with_substances(
+    session: Session,
+    *,
+    principal: Principal,
+    now: datetime,
+    settings: Settings,
+    data: dict[str, Any],
+) -> tuple[Incident, bool, list[str] | None]:
+    """:func:`create_incident`, also returning the substances just stored, in order (None
+    for an identical repeat: the caller reads them), so the answer needs no re-read."""
     norm = normalise(data, now=now)
     source_agency_id = source_agency_for(session, principal, data.get("source_agency_id"))
     request_hash = canonical_hash(norm.values)
@@ -258,7 +274,7 @@ def create_incident(
     if source_ref:
         existing = _existing_by_ref(session, source_agency_id, source_ref)
         if existing is not None:
-            return _resolve_duplicate(existing, request_hash)
+            return (*_resolve_duplicate(existing, request_hash), None)
     last_error: IntegrityError | None = None
     for _attempt in range(CREATE_ATTEMPTS):
         try:
@@ -273,7 +289,7 @@ def create_incident(
             if source_ref:
                 existing = _existing_by_ref(session, source_agency_id, source_ref)
                 if existing is not None:
-                    return _resolve_duplicate(existing, request_hash)
+                    return (*_resolve_duplicate(existing, request_hash), None)
     else:
         raise Conflict(
             "the incident could not be recorded because of concurrent changes; retry"
@@ -296,7 +312,7 @@ def create_incident(
             subject_id=incident.person_id,
             details={"incident_id": incident.id},
         )
-    return incident, True
+    return incident, True, list(norm.substances)
 
 
 def _insert(

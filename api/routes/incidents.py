@@ -45,10 +45,11 @@ IdempotencyKey = Annotated[
 def _one(
     session, principal: Principal, now: datetime, settings, data: dict[str, Any]
 ) -> tuple[int, IncidentOut]:
-    incident, created = intake.create_incident(
+    incident, created, subs = intake.create_incident_with_substances(
         session, principal=principal, now=now, settings=settings, data=data
     )
-    subs = intake.substances_for(session, [incident.id])[incident.id]
+    if subs is None:  # an identical repeat: read what was stored
+        subs = intake.substances_for(session, [incident.id])[incident.id]
     return (201 if created else 200), incident_out(incident, subs, now)
 
 
@@ -76,13 +77,15 @@ def create_incident(
         status, out = _one(session, principal, now, settings, data)
         return status, out.model_dump(mode="json"), {"Location": f"/v1/incidents/{out.id}"}
 
+    # The body is rendered for the request hash only when an Idempotency-Key is sent.
+    keyed = request.headers.get("Idempotency-Key") is not None
     return idempotent(
         request,
         session,
         principal,
         now,
         settings,
-        body.model_dump(mode="json", exclude_unset=True),
+        body.model_dump(mode="json", exclude_unset=True) if keyed else None,
         work,
     )
 
