@@ -6,8 +6,10 @@ from typing import Literal
 from pydantic import Field, StrictBool, StrictStr
 
 from api.schemas.common import RequestModel, ResponseModel
+from models.agency import AGENCY_KINDS
+from models.user import USER_ROLES
 
-Role = Literal["admin", "coordinator", "outreach", "analyst"]
+Role = Literal[USER_ROLES]
 
 
 class TokenOut(ResponseModel):
@@ -27,7 +29,7 @@ class MeOut(ResponseModel):
 
 class AgencyCreate(RequestModel):
     name: StrictStr = Field(min_length=1, max_length=200)
-    kind: Literal["statutory", "third_sector", "other"]
+    kind: Literal[AGENCY_KINDS]
 
 
 class AgencyOut(ResponseModel):

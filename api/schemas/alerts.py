@@ -6,11 +6,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from api.schemas.common import ResponseModel
+from models.alert import ALERT_KINDS, ALERT_STATES
 
-AlertKind = Literal[
-    "contact_overdue", "contact_due_soon", "repeat_overdose", "action_overdue", "cluster"
-]
-AlertState = Literal["open", "acknowledged"]
+AlertKind = Literal[ALERT_KINDS]
+AlertState = Literal[ALERT_STATES]
 
 
 class AlertOut(ResponseModel):

@@ -9,32 +9,13 @@ from pydantic import Field
 
 from api.schemas.common import RequestModel, ResponseModel
 from api.schemas.incidents import Text, Timestamp
+from models.contact import ACTIONS, METHODS, OUTCOMES, REFERRALS
 
-Method = Literal[
-    "phone", "text", "home_visit", "street", "hospital", "at_service", "letter", "via_partner"
-]
-Outcome = Literal[
-    "contacted",
-    "no_answer",
-    "not_found",
-    "message_left",
-    "declined",
-    "in_hospital",
-    "in_custody",
-    "deceased",
-]
-Action = Literal[
-    "naloxone_supplied", "harm_reduction_advice", "injecting_equipment", "wound_care", "bbv_test"
-]
-Referral = Literal[
-    "drug_treatment",
-    "same_day_prescribing",
-    "housing",
-    "mental_health",
-    "womens_services",
-    "children_and_families",
-    "adult_protection",
-]
+# One vocabulary, defined beside the model: the wire accepts exactly what is stored.
+Method = Literal[METHODS]
+Outcome = Literal[OUTCOMES]
+Action = Literal[ACTIONS]
+Referral = Literal[REFERRALS]
 
 
 class ContactCreate(RequestModel):

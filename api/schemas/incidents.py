@@ -17,7 +17,14 @@ from pydantic import (
 )
 
 from api.schemas.common import RequestModel, ResponseModel
-from models.incident import Incident
+from models.incident import (
+    CLOSED_REASONS,
+    FOLLOW_UP_STATUSES,
+    HOSPITAL_VALUES,
+    NALOXONE_BY,
+    Incident,
+)
+from models.person import SEXES
 from services.follow_ups import is_overdue
 
 _ISO_START = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -47,20 +54,12 @@ def _plausible(value: datetime | date) -> datetime | date:
 Text = Annotated[StrictStr, AfterValidator(_no_nul)]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_plausible)]
 StrictDate = Annotated[date, BeforeValidator(_text_only), AfterValidator(_plausible)]
-Hospital = Literal["conveyed", "declined", "not_required", "unknown"]
-Sex = Literal["male", "female", "other", "unknown"]
-NaloxoneBy = Literal["ambulance", "police", "peer", "bystander", "hospital", "outreach", "other"]
-FollowUpStatus = Literal["awaiting_contact", "contacted", "closed"]
-ClosedReason = Literal[
-    "contacted",
-    "declined",
-    "already_engaged",
-    "in_custody",
-    "in_hospital",
-    "moved_away",
-    "deceased",
-    "unable_to_locate",
-]
+# Vocabularies come from the models, so the wire and the domain cannot drift apart.
+Hospital = Literal[HOSPITAL_VALUES]
+Sex = Literal[SEXES]
+NaloxoneBy = Literal[NALOXONE_BY]
+FollowUpStatus = Literal[FOLLOW_UP_STATUSES]
+ClosedReason = Literal[CLOSED_REASONS]
 
 
 class LocationIn(RequestModel):

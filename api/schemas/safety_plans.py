@@ -9,20 +9,10 @@ from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from api.schemas.common import RequestModel
 from api.schemas.huddles import IsoDate
+from models.safety_plan import RISK_FACTORS, RISK_LEVELS
 
-RiskLevel = Literal["red", "amber", "green"]
-RiskFactor = Literal[
-    "repeat_overdose",
-    "recent_prison_release",
-    "no_fixed_address",
-    "children_in_household",
-    "domestic_abuse",
-    "mental_health_crisis",
-    "recently_left_treatment",
-    "polysubstance_use",
-    "injecting",
-    "lives_alone",
-]
+RiskLevel = Literal[RISK_LEVELS]
+RiskFactor = Literal[RISK_FACTORS]
 
 
 class ActionIn(RequestModel):
