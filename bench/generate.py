@@ -830,7 +830,7 @@ def generate(
             if s not in chosen:
                 chosen.append(s)
         for pos, s in enumerate(chosen):
-            subs.row(iid, pos, s)
+            subs.row(iid, pos, s, occurred)  # the report's copy (migration 0002)
         for at, outcome in attempts:
             cid = new_id()
             con.row(
@@ -847,9 +847,9 @@ def generate(
             )
             if outcome == "contacted":
                 for a in rng.sample(ACTIONS, rng.choice((0, 1, 1, 2, 2, 3))):
-                    codes.row(cid, "action", a)
+                    codes.row(cid, "action", a, occurred)
                 for r in rng.sample(REFERRALS, rng.choice((0, 0, 1, 1, 2))):
-                    codes.row(cid, "referral", r)
+                    codes.row(cid, "referral", r, occurred)
 
     def work(part: int, nparts: int) -> dict:
         nonlocal inc, subs, con, codes, ref_counter
@@ -889,7 +889,9 @@ def generate(
                 "updated_at",
             ],
         )
-        subs = Copier(pq, "incident_substances", ["incident_id", "position", "substance"])
+        subs = Copier(
+            pq, "incident_substances", ["incident_id", "position", "substance", "occurred_at"]
+        )
         con = Copier(
             pq,
             "contact_attempts",
@@ -906,7 +908,7 @@ def generate(
                 "created_at",
             ],
         )
-        codes = Copier(pq, "contact_codes", ["contact_id", "kind", "code"])
+        codes = Copier(pq, "contact_codes", ["contact_id", "kind", "code", "occurred_at"])
 
         owner_iter = iter(owners[part::nparts])
         n_hist_part = len(range(part, n_history, nparts))

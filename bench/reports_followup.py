@@ -1,9 +1,27 @@
-"""Time and EXPLAIN the summary report in-process on the big database (BENCHMARKS.md,
-"Follow-up: reports"): ``.venv/bin/python -m bench.reports_followup [runs] [explain-file]``."""
+"""Time, EXPLAIN and check the summary report in-process on the big database (BENCHMARKS.md,
+"Follow-up: reports").
+
+    .venv/bin/python -m bench.reports_followup time [runs] [--impl FILE ...]
+    .venv/bin/python -m bench.reports_followup explain OUT.txt
+    .venv/bin/python -m bench.reports_followup save OUT.json [--impl FILE]
+    .venv/bin/python -m bench.reports_followup compare A.json B.json
+    .venv/bin/python -m bench.reports_followup check --impl OLD.py [--impl NEW.py]
+
+``time`` runs compute + suppress (the analyst view; the coordinator view is the same
+``compute``) for the one-year period, alternating between the implementations given with
+``--impl`` (a copy of services/reports.py, e.g. an older commit's from ``git show``; default:
+the current one), and prints each run and the medians. ``save`` writes both views of several
+periods as JSON; ``compare`` reports every field that differs; ``check`` computes two
+implementations on one REPEATABLE READ snapshot (other writers may be loading the shared
+database meanwhile) and reports every field that differs.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import statistics
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -20,32 +38,117 @@ URL = os.environ.get(
 )
 START, END = date(2025, 11, 24), date(2026, 11, 23)
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+PERIODS = [
+    (START, END),  # the bench's year
+    (date(2026, 11, 1), date(2026, 11, 3)),  # small: suppression has work to do
+    (date(2026, 3, 29), date(2026, 10, 25)),  # starts and ends on clock-change days
+    (date(2016, 11, 25), END),  # the longest period allowed: every incident
+]
+
+
+def load(path: str | None):
+    if path is None:
+        return reports
+    spec = importlib.util.spec_from_file_location(f"reports_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def views(module, session: Session, settings, start: date, end: date) -> dict:
+    figures = module.compute(session, settings=settings, now=NOW, start=start, end=end)
+    return {"coordinator": dict(figures, suppressed=False), "analyst": module.suppress(figures)}
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    args = sys.argv[1:]
+    impls = [args[i + 1] for i, a in enumerate(args) if a == "--impl"]
+    args = [a for i, a in enumerate(args) if a != "--impl" and (i == 0 or args[i - 1] != "--impl")]
+    mode = args[0] if args else "time"
     engine = create_engine(URL)
-    rec = ex.Recorder(engine)
     settings = load_settings()
 
-    def run() -> None:
-        with Session(engine) as s:
-            reports.suppress(reports.compute(s, settings=settings, now=NOW, start=START, end=END))
+    if mode == "time":
+        runs = int(args[1]) if len(args) > 1 else 5
+        modules = [(path or "current", load(path)) for path in (impls or [None])]
+        times: dict[str, list[float]] = {name: [] for name, _ in modules}
+        for n in range(runs):
+            for name, module in modules:
+                t = time.perf_counter()
+                with Session(engine) as s:
+                    module.suppress(
+                        module.compute(s, settings=settings, now=NOW, start=START, end=END)
+                    )
+                ms = 1000 * (time.perf_counter() - t)
+                times[name].append(ms)
+                print(f"run {n} {name}: {ms:.0f} ms", flush=True)
+        for name, values in times.items():
+            print(f"median {name}: {statistics.median(values):.0f} ms over {len(values)} runs")
+    elif mode == "explain":
+        # The replayed statements run on their own connection: give it the work_mem and jit
+        # that compute() sets for its transaction (SET statements are not replayed).
+        engine = create_engine(URL, connect_args={"options": "-c work_mem=64MB -c jit=off"})
+        rec = ex.Recorder(engine)
 
-    for n in range(runs):
-        t = time.perf_counter()
-        run()
-        print(f"run {n}: {1000 * (time.perf_counter() - t):.0f} ms")
-    if len(sys.argv) > 2:
-        rows = ex.explain(engine, rec.capture(run), keep=20)
+        def run() -> None:
+            with Session(engine) as s:
+                views(reports, s, settings, START, END)
+
+        rows = ex.explain(engine, rec.capture(run), keep=20, include_writes=True)
         out = [f"# reports summary {START}..{END}, every statement, EXPLAIN (ANALYZE, BUFFERS)", ""]
         for r in rows:
             seqs = r["seq_scans_on_big_tables"] or "none"
             out += [f"-- {r['execution_ms']} ms; seq scans on big tables: {seqs}", r["sql"], ""]
             out += [r["plan"], ""]
-        with open(sys.argv[2], "w") as f:
+        with open(args[1], "w") as f:
             f.write("\n".join(out))
         print("explained:", [(r["execution_ms"], r["seq_scans_on_big_tables"]) for r in rows])
+    elif mode == "save":
+        module = load(impls[0] if impls else None)
+        out = {}
+        with Session(engine) as s:
+            for start, end in PERIODS:
+                out[f"{start}..{end}"] = views(module, s, settings, start, end)
+        with open(args[1], "w") as f:
+            json.dump(out, f, indent=1, sort_keys=True)
+        print("saved", args[1], {k: v["coordinator"]["incidents"] for k, v in out.items()})
+    elif mode == "check":
+        # Old and new on one snapshot (REPEATABLE READ), so concurrent writers cannot differ.
+        modules = [load(impls[0]), load(impls[1] if len(impls) > 1 else None)]
+        diffs, fields = [], 0
+        with Session(engine.execution_options(isolation_level="REPEATABLE READ")) as s:
+            for start, end in PERIODS:
+                a, b = (views(m, s, settings, start, end) for m in modules)
+                for view in a:
+                    fields += len(a[view])
+                    diffs += [
+                        (start, end, view, key, a[view].get(key), b[view].get(key))
+                        for key in sorted(set(a[view]) | set(b[view]))
+                        if a[view].get(key) != b[view].get(key)
+                    ]
+                print(f"{start}..{end}: {a['coordinator']['incidents']} incidents", flush=True)
+        for d in diffs:
+            print("DIFFERS", *d)
+        print(f"{len(diffs)} differences in {fields} fields over {len(PERIODS)} periods x 2 views")
+        sys.exit(1 if diffs else 0)
+    elif mode == "compare":
+        with open(args[1]) as f:
+            a = json.load(f)
+        with open(args[2]) as f:
+            b = json.load(f)
+        diffs = [
+            (period, view, key, a[period][view].get(key), b.get(period, {}).get(view, {}).get(key))
+            for period in a
+            for view in a[period]
+            for key in sorted(set(a[period][view]) | set(b.get(period, {}).get(view, {})))
+            if a[period][view].get(key) != b.get(period, {}).get(view, {}).get(key)
+        ]
+        for d in diffs:
+            print("DIFFERS", *d)
+        fields = sum(len(v) for p in a.values() for v in p.values())
+        print(f"{len(diffs)} differences in {fields} fields over {len(a)} periods x 2 views")
+        sys.exit(1 if diffs else 0)
 
 
 if __name__ == "__main__":

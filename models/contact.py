@@ -70,10 +70,17 @@ class ContactCode(Base):
     """An action taken or a referral made during a contact attempt (one row each, for reports)."""
 
     __tablename__ = "contact_codes"
-    __table_args__ = (Index("ix_contact_codes_kind_code", "kind", "code"),)
+    __table_args__ = (
+        Index("ix_contact_codes_kind_code", "kind", "code"),
+        # The summary report counts a period's codes with one index-only range scan.
+        Index("ix_contact_codes_occurred_at_kind_code", "occurred_at", "kind", "code"),
+    )
 
     contact_id: Mapped[str] = mapped_column(
         ForeignKey("contact_attempts.id", ondelete="CASCADE"), primary_key=True
     )
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # "action" | "referral"
     code: Mapped[str] = mapped_column(String(30), primary_key=True)
+    # A copy of the incident's occurred_at, kept by database triggers (migration 0002) on
+    # insert and whenever the incident's occurred_at changes; never set it here.
+    occurred_at: Mapped[datetime | None]

@@ -122,10 +122,22 @@ class IncidentSubstance(Base):
     """One substance named on an incident (trimmed, lower-cased), in submitted order."""
 
     __tablename__ = "incident_substances"
-    __table_args__ = (Index("ix_incident_substances_substance", "substance"),)
+    __table_args__ = (
+        Index("ix_incident_substances_substance", "substance"),
+        # The summary report counts a period's substances with one index-only range scan.
+        Index(
+            "ix_incident_substances_occurred_at_incident_id_substance",
+            "occurred_at",
+            "incident_id",
+            "substance",
+        ),
+    )
 
     incident_id: Mapped[str] = mapped_column(
         ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
     )
     position: Mapped[int] = mapped_column(primary_key=True)
     substance: Mapped[str] = mapped_column(String(100))
+    # A copy of the incident's occurred_at, kept by database triggers (migration 0002) on
+    # insert and whenever the incident's occurred_at changes; never set it here.
+    occurred_at: Mapped[datetime | None]

@@ -29,11 +29,26 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, func, literal, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from models.agency import Agency
-from models.contact import REFERRALS, ContactAttempt, ContactCode
+from models.contact import REFERRALS, ContactCode
 from models.incident import Incident, IncidentSubstance
 from models.person import SEXES, Person
 from services import audit
@@ -85,7 +100,10 @@ def _age(dialect: str, occurred_at, dob):
     if dialect == "postgresql":
         o = func.timezone("UTC", occurred_at)
         years = cast(func.extract("year", o), Integer) - cast(func.extract("year", dob), Integer)
-        before = func.to_char(o, "MM-DD") < func.to_char(dob, "MM-DD")
+        # Month and day compared as month * 100 + day (the order of "MM-DD"; no strings).
+        o_day = func.date_part("month", o) * 100 + func.date_part("day", o)
+        dob_day = func.date_part("month", dob) * 100 + func.date_part("day", dob)
+        before = o_day < dob_day
     else:
         years = cast(func.strftime("%Y", occurred_at), Integer) - cast(
             func.strftime("%Y", dob), Integer
@@ -115,73 +133,141 @@ def compute(session: Session, *, settings: Settings, now: datetime, start: date,
     i = Incident
     in_period = and_(i.occurred_at >= p.lo, i.occurred_at < p.hi)
 
-    # One pass over the period's incidents, grouped by person, gives every incident-level
-    # count (a person's group sums its incidents; people are the non-null groups, repeaters
-    # the non-null groups of two or more; all unidentified incidents form one null group).
+    if dialect == "postgresql":
+        # The sorts, hashes and the materialised period below fit in memory at national scale
+        # (a year: ~170 k incidents); for this transaction only.
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+        # JIT compiling costs more than it saves on these few-hundred-millisecond statements.
+        session.execute(text("SET LOCAL jit = off"))
+    # The period's incidents are read once (materialised) and every incident-level figure
+    # comes from that one set, in one statement: the counts, source x district, sex x age
+    # and (PostgreSQL) the median. A branch tag says which figure a row belongs to.
+    period_incidents = select(
+        i.person_id,
+        i.source_agency_id,
+        i.postcode_district,
+        i.occurred_at,
+        i.first_contact_at,
+        i.contact_due_at,
+        i.within_window,
+        i.fu_status,
+    ).where(in_period)
+    period_cte = period_incidents.cte("period_incidents")
+    if dialect == "postgresql":
+        period_cte = period_cte.prefix_with("MATERIALIZED")  # (its default when used twice)
+    pi = period_cte.c
+    # Grouped by person: a person's group sums its incidents; people are the non-null
+    # groups, repeaters the non-null groups of two or more; all unidentified incidents form
+    # one null group.
     per_person = (
         select(
-            i.person_id.label("person_id"),
+            pi.person_id.label("person_id"),
             func.count().label("n"),
             func.sum(
-                case((or_(i.first_contact_at.is_not(None), i.contact_due_at <= now), 1), else_=0)
+                case((or_(pi.first_contact_at.is_not(None), pi.contact_due_at <= now), 1), else_=0)
             ).label("base"),
-            func.sum(case((i.within_window.is_(True), 1), else_=0)).label("within"),
-            func.sum(case((i.first_contact_at.is_not(None), 1), else_=0)).label("contacted"),
+            func.sum(case((pi.within_window.is_(True), 1), else_=0)).label("within"),
+            func.sum(case((pi.first_contact_at.is_not(None), 1), else_=0)).label("contacted"),
             func.sum(
-                case((and_(i.fu_status == "awaiting_contact", i.contact_due_at < now), 1), else_=0)
+                case(
+                    (and_(pi.fu_status == "awaiting_contact", pi.contact_due_at < now), 1), else_=0
+                )
             ).label("overdue"),
         )
-        .where(in_period)
-        .group_by(i.person_id)
+        .group_by(pi.person_id)
         .subquery()
     )
     pp = per_person.c
-    row = session.execute(
-        select(
-            func.sum(pp.n),
-            func.count(pp.person_id),
-            func.sum(case((and_(pp.person_id.is_not(None), pp.n >= 2), 1), else_=0)),
-            func.sum(pp.base),
-            func.sum(pp.within),
-            func.sum(pp.contacted),
-            func.sum(pp.overdue),
-        )
-    ).one()
-    incidents, people, people_with_repeat, window_base, within, contacted, open_overdue = (
-        int(v or 0) for v in row
+    none_text, none_int, none_float = (
+        cast(null(), String),
+        cast(null(), BigInteger),
+        cast(null(), Float),
     )
 
-    hours = _hours(dialect, i.first_contact_at, i.occurred_at).label("h")
-    contacted_q = select(hours).where(in_period, i.first_contact_at.is_not(None))
-    median = None
-    if contacted:
-        if dialect == "postgresql":
-            median = session.execute(
-                select(func.percentile_cont(0.5).within_group(hours)).where(
-                    in_period, i.first_contact_at.is_not(None)
-                )
-            ).scalar_one()
-        else:
-            middle = (
-                contacted_q.order_by(hours).limit(2 - contacted % 2).offset((contacted - 1) // 2)
-            )
-            median = session.execute(select(func.avg(middle.subquery().c.h))).scalar_one()
+    def branch(tag: str, k1, k2, age, counts, median=none_float):
+        counts = list(counts) + [none_int] * (7 - len(counts))
+        return [literal(tag).label("tag"), k1, k2, age, *counts, median]
 
-    # Only the codes the report shows: the naloxone action and every referral. The period's
-    # incidents are joined first (the occurred_at range), then their contacts and codes.
-    codes = session.execute(
-        select(ContactCode.kind, ContactCode.code, func.count())
-        .select_from(i)
-        .join(ContactAttempt, ContactAttempt.incident_id == i.id)
-        .join(ContactCode, ContactCode.contact_id == ContactAttempt.id)
-        .where(
-            in_period,
-            or_(
-                ContactCode.kind == "referral",
-                and_(ContactCode.kind == "action", ContactCode.code == "naloxone_supplied"),
-            ),
+    totals = select(
+        *branch(
+            "totals",
+            none_text,
+            none_text,
+            none_int,
+            [
+                cast(func.sum(pp.n), BigInteger),
+                cast(func.count(pp.person_id), BigInteger),
+                cast(
+                    func.sum(case((and_(pp.person_id.is_not(None), pp.n >= 2), 1), else_=0)),
+                    BigInteger,
+                ),
+                cast(func.sum(pp.base), BigInteger),
+                cast(func.sum(pp.within), BigInteger),
+                cast(func.sum(pp.contacted), BigInteger),
+                cast(func.sum(pp.overdue), BigInteger),
+            ],
         )
-        .group_by(ContactCode.kind, ContactCode.code)
+    )
+    district = func.coalesce(pi.postcode_district, literal("unknown"))
+    source_district = (
+        select(
+            *branch(
+                "source",
+                cast(Agency.name, String),
+                cast(district, String),
+                none_int,
+                [cast(func.count(), BigInteger)],
+            )
+        )
+        .select_from(period_cte)
+        .join(Agency, Agency.id == pi.source_agency_id)
+        .group_by(Agency.name, district)
+    )
+    sex = func.coalesce(Person.sex, literal("unknown"))
+    # Grouped by the age itself (computed once a row; null without a date of birth), banded
+    # in Python.
+    age = _age(dialect, pi.occurred_at, Person.date_of_birth)
+    sex_age = (
+        select(
+            *branch(
+                "sex",
+                cast(sex, String),
+                none_text,
+                cast(age, BigInteger),
+                [cast(func.count(), BigInteger)],
+            )
+        )
+        .select_from(period_cte)
+        .outerjoin(Person, Person.id == pi.person_id)
+        .group_by(sex, age)
+    )
+    hours = _hours(dialect, pi.first_contact_at, pi.occurred_at)
+    branches = [totals, source_district, sex_age]
+    if dialect == "postgresql":
+        branches.append(
+            select(
+                *branch(
+                    "median",
+                    none_text,
+                    none_text,
+                    none_int,
+                    [],
+                    cast(func.percentile_cont(0.5).within_group(hours), Float),
+                )
+            ).where(pi.first_contact_at.is_not(None))
+        )
+    rows = session.execute(union_all(*branches)).all()
+    # Only the codes the report shows: the naloxone action and every referral. Each code row
+    # carries its incident's occurred_at (kept by triggers, migration 0002): one range scan.
+    cc = ContactCode
+    codes = session.execute(
+        select(cc.kind, cc.code, func.count())
+        .where(
+            cc.occurred_at >= p.lo,
+            cc.occurred_at < p.hi,
+            or_(cc.kind == "referral", and_(cc.kind == "action", cc.code == "naloxone_supplied")),
+        )
+        .group_by(cc.kind, cc.code)
     ).all()
     naloxone = sum(n for kind, code, n in codes if kind == "action" and code == "naloxone_supplied")
     by_code = dict.fromkeys(REFERRALS, 0)
@@ -192,38 +278,41 @@ def compute(session: Session, *, settings: Settings, now: datetime, start: date,
     def add(cells: dict[str, int], key: Any, n: int) -> None:
         cells[str(key)] = cells.get(str(key), 0) + int(n)
 
-    # Source and district in one pass, sex and age band in one pass (with the person).
+    counts = [0] * 7
+    median = None
     by_source: dict[str, int] = {}
     by_district: dict[str, int] = {}
-    district = func.coalesce(i.postcode_district, literal("unknown"))
-    for name, dist, n in session.execute(
-        select(Agency.name, district, func.count())
-        .select_from(i)
-        .join(Agency, Agency.id == i.source_agency_id)
-        .where(in_period)
-        .group_by(Agency.name, district)
-    ).all():
-        add(by_source, name, n)
-        add(by_district, dist, n)
-    sex = func.coalesce(Person.sex, literal("unknown"))
-    # Grouped by the age itself (computed once a row; null without a date of birth), banded here.
-    age = _age(dialect, i.occurred_at, Person.date_of_birth)
     by_sex: dict[str, int] = dict.fromkeys(SEXES, 0)
     by_age_band: dict[str, int] = dict.fromkeys(AGE_BANDS, 0)
-    for s, years, n in session.execute(
-        select(sex, age, func.count())
-        .select_from(i)
-        .outerjoin(Person, Person.id == i.person_id)
-        .where(in_period)
-        .group_by(sex, age)
-    ).all():
-        add(by_sex, s, n)
-        add(by_age_band, _age_band(None if years is None else int(years)), n)
-    # Incidents naming each substance (an incident may list one twice: distinct pairs).
+    for tag, k1, k2, years, n, *rest in rows:
+        if tag == "totals":
+            counts = [int(v or 0) for v in (n, *rest[:6])]
+        elif tag == "source":
+            add(by_source, k1, n)
+            add(by_district, k2, n)
+        elif tag == "sex":
+            add(by_sex, k1, n)
+            add(by_age_band, _age_band(None if years is None else int(years)), n)
+        elif tag == "median":
+            median = rest[-1]
+    incidents, people, people_with_repeat, window_base, within, contacted, open_overdue = counts
+    if contacted and dialect != "postgresql":
+        # No percentile_cont: the middle one or two of the ordered hours, averaged.
+        hours = _hours(dialect, i.first_contact_at, i.occurred_at).label("h")
+        middle = (
+            select(hours)
+            .where(in_period, i.first_contact_at.is_not(None))
+            .order_by(hours)
+            .limit(2 - contacted % 2)
+            .offset((contacted - 1) // 2)
+        )
+        median = session.execute(select(func.avg(middle.subquery().c.h))).scalar_one()
+
+    # Incidents naming each substance (an incident may list one twice: distinct pairs). Each
+    # substance row carries its incident's occurred_at (triggers, migration 0002).
     pairs = (
         select(IncidentSubstance.incident_id, IncidentSubstance.substance)
-        .join(i, i.id == IncidentSubstance.incident_id)
-        .where(in_period)
+        .where(IncidentSubstance.occurred_at >= p.lo, IncidentSubstance.occurred_at < p.hi)
         .distinct()
         .subquery()
     )

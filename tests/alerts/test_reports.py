@@ -303,3 +303,185 @@ def test_csv_gives_the_same_figures_and_reads_are_audited(client, factory, fixtu
         .all()
     )
     assert sorted(actions) == ["export", "read"]
+
+
+def _day(client, headers, day: str) -> dict:
+    r = client.get(f"/v1/reports/summary?from={day}&to={day}", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_contacts_and_corrections_show_at_once(client, factory, data, clock):
+    """Codes and substances are counted by their incident's occurred_at (a copy the database
+    keeps on the rows): a new contact counts at once, and a corrected occurred_at or
+    substance list moves them with the incident."""
+    clock.set(utc("2026-11-20T12:00:00"))
+    coordinator = factory.user("coordinator")
+    src = data.agency("SAS")
+    incident = data.incident(
+        occurred_at=utc("2026-11-10T10:00"),
+        source_agency_id=src,
+        substances=("heroin", "heroin", "cocaine"),
+    )
+    data.incident(occurred_at=utc("2026-11-08T09:00"), source_agency_id=src, substances=("heroin",))
+    r = client.post(
+        f"/v1/incidents/{incident}/contacts",
+        json={
+            "attempted_at": "2026-11-11T10:00:00Z",
+            "method": "phone",
+            "outcome": "contacted",
+            "actions": ["naloxone_supplied", "wound_care"],
+            "referrals": ["housing", "drug_treatment"],
+        },
+        headers=coordinator.headers,
+    )
+    assert r.status_code == 201, r.text
+    day = _day(client, coordinator.headers, "2026-11-10")
+    assert day["naloxone_supplied"] == 1
+    assert day["referrals"]["total"] == 2
+    assert day["referrals"]["by_code"]["housing"] == 1
+    assert day["by_substance"] == {"cocaine": 1, "heroin": 1}
+
+    r = client.patch(
+        f"/v1/incidents/{incident}",
+        json={"occurred_at": "2026-11-08T08:00:00Z"},
+        headers=coordinator.headers,
+    )
+    assert r.status_code == 200, r.text
+    before = _day(client, coordinator.headers, "2026-11-10")
+    assert before["incidents"] == 0
+    assert (before["naloxone_supplied"], before["referrals"]["total"]) == (0, 0)
+    assert before["by_substance"] == {}
+    after = _day(client, coordinator.headers, "2026-11-08")
+    assert after["incidents"] == 2
+    assert after["naloxone_supplied"] == 1
+    assert after["referrals"]["by_code"]["drug_treatment"] == 1
+    assert after["by_substance"] == {"cocaine": 1, "heroin": 2}
+
+    r = client.patch(
+        f"/v1/incidents/{incident}", json={"substances": ["Crack"]}, headers=coordinator.headers
+    )
+    assert r.status_code == 200, r.text
+    after = _day(client, coordinator.headers, "2026-11-08")
+    assert after["by_substance"] == {"crack": 1, "heroin": 1}
+
+
+def test_the_copied_occurred_at_cannot_be_set_wrong(client, factory, data, clock, sf):
+    """A writer that sets another occurred_at on a code or substance row is overruled: the
+    row takes its incident's."""
+    from models.contact import ContactCode
+    from models.incident import IncidentSubstance
+
+    clock.set(utc("2026-11-20T12:00:00"))
+    src = data.agency("SAS")
+    incident = data.incident(occurred_at=utc("2026-11-10T10:00"), source_agency_id=src)
+    contact = data.contact(incident, at=utc("2026-11-10T12:00"))
+    elsewhere = utc("2026-11-15T10:00")
+    with sf() as s, s.begin():
+        s.add(IncidentSubstance(incident_id=incident, position=0, substance="heroin"))
+        s.add(ContactCode(contact_id=contact, kind="referral", code="housing"))
+    with sf() as s, s.begin():
+        s.add(
+            IncidentSubstance(
+                incident_id=incident, position=1, substance="cocaine", occurred_at=elsewhere
+            )
+        )
+        s.add(
+            ContactCode(
+                contact_id=contact, kind="action", code="naloxone_supplied", occurred_at=elsewhere
+            )
+        )
+    coordinator = factory.user("coordinator")
+    day = _day(client, coordinator.headers, "2026-11-10")
+    assert day["by_substance"] == {"cocaine": 1, "heroin": 1}
+    assert (day["naloxone_supplied"], day["referrals"]["total"]) == (1, 1)
+    assert _day(client, coordinator.headers, "2026-11-15")["by_substance"] == {}
+
+
+@pytest.fixture
+def fresh_url():
+    """An empty database of the dialect under test (created and dropped here)."""
+    import tempfile
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import PG_URL
+
+    if not PG_URL:
+        yield f"sqlite:///{tempfile.mkdtemp(prefix='nfod-rep-')}/fresh.db"
+        return
+    base = make_url(PG_URL)
+    name = f"nfod_rep_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_the_migration_fills_the_copies_of_existing_rows(fresh_url):
+    """Rows written before migration 0002 get their incident's occurred_at."""
+    from sqlalchemy import create_engine, text
+
+    from services import migrations
+
+    migrations.upgrade(fresh_url, "0001")
+    engine = create_engine(fresh_url)
+    at = {"a": "2026-11-10 10:00:00", "b": "2026-11-12 09:30:00"}
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO agencies (id, name, kind, created_at) VALUES ('ag', 'SAS', 's', :t)"),
+            {"t": at["a"]},
+        )
+        for inc, when in at.items():
+            conn.execute(
+                text(
+                    "INSERT INTO incidents (id, source_agency_id, created_by_type, created_by_id,"
+                    " occurred_at, reported_at, contact_due_at, fu_status, created_at, updated_at)"
+                    " VALUES (:i, 'ag', 'user', 'u', :t, :t, :t, 'awaiting_contact', :t, :t)"
+                ),
+                {"i": inc, "t": when},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO incident_substances (incident_id, position, substance)"
+                    " VALUES (:i, 0, 'heroin')"
+                ),
+                {"i": inc},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO contact_attempts (id, incident_id, attempted_at, method, outcome,"
+                    " recorded_by_type, recorded_by_id, created_at)"
+                    " VALUES (:c, :i, :t, 'phone', 'contacted', 'user', 'u', :t)"
+                ),
+                {"c": f"c{inc}", "i": inc, "t": when},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO contact_codes (contact_id, kind, code)"
+                    " VALUES (:c, 'referral', 'housing')"
+                ),
+                {"c": f"c{inc}"},
+            )
+    migrations.upgrade(fresh_url)
+    with engine.connect() as conn:
+        copied = conn.execute(
+            text(
+                "SELECT count(*) FROM incident_substances s JOIN incidents i"
+                " ON i.id = s.incident_id WHERE s.occurred_at = i.occurred_at"
+            )
+        ).scalar_one()
+        codes = conn.execute(
+            text(
+                "SELECT count(*) FROM contact_codes c"
+                " JOIN contact_attempts a ON a.id = c.contact_id"
+                " JOIN incidents i ON i.id = a.incident_id WHERE c.occurred_at = i.occurred_at"
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert (copied, codes) == (2, 2)
