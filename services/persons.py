@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from models.alert import Alert
 from models.incident import Incident
@@ -164,21 +164,41 @@ def search(
 
     Ordered by family name key, then id (keyset)."""
     check_cursor(cursor, str, str)
-    stmt = select(Person).where(person_scope(principal))
+    filters = []
     if chi is not None:
-        stmt = stmt.where(Person.chi == chi.strip())
+        filters.append(Person.chi == chi.strip())
     if q is not None:
         words = [w for w in (matching.normalise_name(part) for part in q.split()) if w]
         if not words:
             raise Invalid("q must contain letters or digits", loc=["query", "q"])
         for word in words:
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(Person.name_key.like(f"%{escaped}%", escape="\\"))
+            filters.append(Person.name_key.like(f"%{escaped}%", escape="\\"))
     family = func.coalesce(Person.family_key, "")
+    if filters and principal.role != "coordinator":
+        # The name or CHI narrows the people first; the scope (an index probe or two per
+        # person, see access.person_scope) is then checked in family-name order until the
+        # page is full. OFFSET 0 keeps PostgreSQL from folding the scope into the candidate
+        # scan (which would probe every candidate before sorting).
+        candidates = (
+            select(Person, family.label("sort_key"))
+            .where(Person.merged_into_id.is_(None), *filters)
+            .order_by(family, Person.id)
+            .offset(0)
+            .subquery("candidates")
+        )
+        candidate = aliased(Person, candidates)
+        stmt = select(candidate).where(
+            person_scope(principal, per_candidate=True, person=candidate)
+        )
+        keys = [candidates.c.sort_key, candidate.id]
+    else:
+        stmt = select(Person).where(person_scope(principal), *filters)
+        keys = [family, Person.id]
     page = keyset_page(
         session,
         stmt,
-        keys=[family, Person.id],
+        keys=keys,
         cursor=cursor,
         limit=limit,
         key_of=lambda p: (p.family_key or "", p.id),
