@@ -39,7 +39,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     String,
-    and_,
     cast,
     exists,
     func,
@@ -204,41 +203,49 @@ def _contact_due_soon(
 
 
 def _repeat_overdose(session: Session, dialect: str, at: datetime, settings: Settings) -> list[Any]:
+    # Each incident's predecessor (same person, ordered by occurred_at then id) in one
+    # window pass over the look-back plus the repeat window: an incident is a repeat when
+    # its predecessor occurred within 30 days before it, and that predecessor is the newest
+    # earlier incident the alert names. One sorted pass instead of one index probe per
+    # recent incident (bench/sweep_followup.py). The scan starts a day early so that a
+    # predecessor 30 calendar days back is in it even across a clock change.
     i = Incident
-    prior = aliased(Incident)
-    earlier = and_(
-        prior.person_id == i.person_id,
-        prior.id != i.id,
-        prior.occurred_at >= i.occurred_at - literal_column(f"interval '{REPEAT_WINDOW.days} days'")
-        if dialect == "postgresql"
-        else func.julianday(prior.occurred_at)
-        >= func.julianday(i.occurred_at) - REPEAT_WINDOW.days,
-        (prior.occurred_at < i.occurred_at)
-        | ((prior.occurred_at == i.occurred_at) & (prior.id < i.id)),
+    since = at - REPEAT_LOOKBACK
+    order = (i.occurred_at, i.id)
+    ranked = (
+        select(
+            i.id.label("id"),
+            i.person_id.label("person_id"),
+            i.occurred_at.label("occurred_at"),
+            func.lag(i.id).over(partition_by=i.person_id, order_by=order).label("previous_id"),
+            func.lag(i.occurred_at)
+            .over(partition_by=i.person_id, order_by=order)
+            .label("previous_at"),
+        )
+        .where(
+            i.person_id.is_not(None),
+            # Only recent incidents can still need the alert (bench/: at 1 M incidents the
+            # unbounded scan cost 5.7 s a sweep); the range uses ix_incidents_occurred_at_id.
+            i.occurred_at > since - REPEAT_WINDOW - timedelta(days=1),
+            i.occurred_at <= at,
+        )
+        .subquery("ranked")
     )
-    previous_id = (
-        select(prior.id)
-        .where(earlier)
-        .order_by(prior.occurred_at.desc(), prior.id.desc())
-        .limit(1)
-        .scalar_subquery()
+    r = ranked.c
+    within = (
+        r.previous_at >= r.occurred_at - literal_column(f"interval '{REPEAT_WINDOW.days} days'")
+        if dialect == "postgresql"
+        else func.julianday(r.previous_at) >= func.julianday(r.occurred_at) - REPEAT_WINDOW.days
     )
     source = _alert_select(
         dialect,
         "repeat_overdose",
         at,
-        i.id,
-        i.id,
-        i.person_id,
-        _json_object(dialect, previous_incident_id=previous_id),
-    ).where(
-        i.person_id.is_not(None),
-        # Only recent incidents can still need the alert (bench/: at 1 M incidents the
-        # unbounded scan cost 5.7 s a sweep); the range uses ix_incidents_occurred_at_id.
-        i.occurred_at > at - REPEAT_LOOKBACK,
-        i.occurred_at <= at,
-        exists(select(prior.id).where(earlier)),
-    )
+        r.id,
+        r.id,
+        r.person_id,
+        _json_object(dialect, previous_incident_id=r.previous_id),
+    ).where(r.occurred_at > since, r.previous_id.is_not(None), within)
     return _raise(session, dialect, source)
 
 

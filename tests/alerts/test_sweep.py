@@ -115,6 +115,44 @@ def test_repeat_overdose_boundaries(data, run, sf):
     )
 
 
+def test_repeat_overdose_names_the_newest_earlier_incident_and_late_notified_ones(data, run, sf):
+    agency = data.agency()
+    p = data.person()
+    oldest = data.incident(
+        occurred_at=T0 - timedelta(days=40), source_agency_id=agency, person_id=p
+    )
+    newest = data.incident(occurred_at=T0, source_agency_id=agency, person_id=p)
+    run(T0 + timedelta(hours=1))
+    assert alerts(sf, "repeat_overdose") == []  # 40 days apart
+    # Notified late: 5 days after the oldest, but still 35 days before the newest.
+    middle = data.incident(
+        occurred_at=T0 - timedelta(days=35), source_agency_id=agency, person_id=p
+    )
+    run(T0 + timedelta(hours=2))
+    [a] = alerts(sf, "repeat_overdose")
+    assert (a.incident_id, a.details["previous_incident_id"]) == (middle, oldest)
+    # Another late one 29 days before the newest: the newest is now a repeat of it (not of
+    # the older ones), and the late one itself a repeat of ``middle``.
+    late = data.incident(occurred_at=T0 - timedelta(days=29), source_agency_id=agency, person_id=p)
+    run(T0 + timedelta(hours=3))
+    raised = {
+        a.incident_id: a.details["previous_incident_id"] for a in alerts(sf, "repeat_overdose")
+    }
+    assert raised == {middle: oldest, late: middle, newest: late}
+    assert all(a.person_id == p for a in alerts(sf, "repeat_overdose"))
+
+
+def test_repeat_overdose_of_two_incidents_at_the_same_instant(data, run, sf):
+    agency = data.agency()
+    p = data.person()
+    ids = sorted(
+        data.incident(occurred_at=T0, source_agency_id=agency, person_id=p) for _ in range(2)
+    )
+    run(T0 + S)
+    [a] = alerts(sf, "repeat_overdose")  # one alert: the second by id repeats the first
+    assert (a.incident_id, a.details["previous_incident_id"]) == (ids[1], ids[0])
+
+
 def test_unidentified_incidents_are_never_repeats(data, run, sf):
     agency = data.agency()
     data.incident(occurred_at=T0, source_agency_id=agency)
