@@ -203,6 +203,11 @@ def explain_sweep(engine, conn, mod, b: datetime, settings, path: str) -> None:
             if many:
                 out.append(f"\n-- executemany (not explained): {statement[:120]}")
             continue
+        if head == "SET":  # the sweep's own settings apply to what follows
+            with dbapi.cursor() as cur:
+                cur.execute(statement, params)
+            out += [f"\n-- (run, not explained) {statement.strip()}"]
+            continue
         with dbapi.cursor() as cur:
             cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, params)
             plan = "\n".join(r[0] for r in cur.fetchall())
