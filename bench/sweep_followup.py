@@ -2,6 +2,7 @@
 "Follow-up: sweep").
 
     .venv/bin/python -m bench.sweep_followup [--rounds N] [--old FILE] [--explain FILE]
+        [--explain-old] [--without-load-rows]
 
 Reproduces bench/run.py's sweep step inside ONE transaction that is rolled back at the end:
 a warm-up sweep at A = B - 6 h, the same 10,000-row back-fill whose 72-hour windows end in
@@ -233,6 +234,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--old", help="a copy of an older services/sweep.py to compare with")
     ap.add_argument("--explain", help="write EXPLAIN ANALYZE of one sweep at B here")
+    ap.add_argument(
+        "--explain-old", action="store_true", help="explain the --old copy's sweep instead"
+    )
     ap.add_argument("--batch", type=int, default=BATCH)
     ap.add_argument(
         "--without-load-rows",
@@ -314,7 +318,8 @@ def main() -> int:
             if "old" in sets:
                 print(f"old and new raised identical alerts at B in every round: {same}")
             if args.explain:
-                explain_sweep(engine, conn, new, b, settings, args.explain)
+                which = impls[0][1] if args.explain_old and args.old else new
+                explain_sweep(engine, conn, which, b, settings, args.explain)
             print(
                 f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}"
             )
