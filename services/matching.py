@@ -17,9 +17,10 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import insert, or_, select, text
 from sqlalchemy.orm import Session
 
+from models.base import new_id
 from models.person import Person, PossibleDuplicate
 
 _DROP = set(" \t\n\r-\u2010\u2011\u2012\u2013\u2014'\u2019\u2018`\u00b4.")
@@ -179,10 +180,15 @@ def _serialise_identity(session: Session, details: PersonDetails, nkey: str | No
         keys.append(f"chi:{details.chi}")
     if nkey and details.date_of_birth:
         keys.append(f"name:{nkey}:{details.date_of_birth.isoformat()}")
-    for key in sorted(keys):
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7362))"), {"k": key}
-        )
+    if not keys:
+        return
+    # One statement; PostgreSQL evaluates the select list left to right, so the locks are
+    # taken in sorted order.
+    keys.sort()
+    locks = ", ".join(
+        f"pg_advisory_xact_lock(hashtextextended(:k{i}, 7362))" for i in range(len(keys))
+    )
+    session.execute(text(f"SELECT {locks}"), {f"k{i}": key for i, key in enumerate(keys)})
 
 
 def match_or_create(
@@ -222,20 +228,23 @@ def match_or_create(
                 candidate.chi = details.chi  # the unique constraint guards a concurrent fill
             _fill_gaps(candidate, details, now)
             return candidate, False
-    person = Person(
-        chi=details.chi,
-        given_name=details.given_name,
-        family_name=details.family_name,
-        family_key=fkey,
-        name_key=nkey,
-        date_of_birth=details.date_of_birth,
-        sex=details.sex,
-        postcode=details.postcode,
-        phone=details.phone,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(person)
-    session.flush()
+    values = {
+        "id": new_id(),
+        "chi": details.chi,
+        "given_name": details.given_name,
+        "family_name": details.family_name,
+        "family_key": fkey,
+        "name_key": nkey,
+        "date_of_birth": details.date_of_birth,
+        "sex": details.sex,
+        "postcode": details.postcode,
+        "phone": details.phone,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # A Core INSERT (intake's hot path skips the ORM unit of work); the Person built from the
+    # same values is not added to the session.
+    session.connection().execute(insert(Person.__table__), values)
+    person = Person(**values)
     record_candidates(session, person, now=now)
     return person, True
