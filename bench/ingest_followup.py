@@ -8,7 +8,9 @@ default nfod_bench). Each round runs the baseline, then the API, at full speed w
 connections (bench.load ``--mode max``); the medians of the rounds give the ratio. Because
 the rounds alternate, a change in the machine's load affects both sides alike - which is
 what makes a before/after comparison on a shared machine meaningful. ``--keys`` sends a fresh
-Idempotency-Key with every request (what a partner that retries safely does). ``--profile``
+Idempotency-Key with every request (what a partner that retries safely does). It also reports
+each server's CPU time per request (from /proc), which a busy machine disturbs far less than
+throughput: one worker's throughput is bounded by 1 / (CPU per request). ``--profile``
 records the API with py-spy during its last round (py-spy must be installed in the venv).
 
 Rows this script adds carry ``source_ref`` ``LOAD-...``; ``make bench`` removes them when it
@@ -26,6 +28,13 @@ import subprocess
 from bench.common import PYTHON, ROOT, bench_url
 from bench.run import LOGS, load, sample_people
 from bench.servers import Server
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (clock ticks of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -49,6 +58,7 @@ def main() -> int:
         s.start()
     rps: dict[str, list[float]] = {"baseline": [], "api": []}
     p99: dict[str, list[float]] = {"baseline": [], "api": []}
+    cpu_ms: dict[str, list[float]] = {"baseline": [], "api": []}
     try:
         for s in servers.values():  # warm-up
             load(
@@ -83,6 +93,7 @@ def main() -> int:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
+                cpu0 = cpu_seconds(s.pid)
                 out = load(
                     s.base,
                     "--mode",
@@ -99,6 +110,8 @@ def main() -> int:
                 )
                 if spy:
                     spy.wait()
+                per_request = (cpu_seconds(s.pid) - cpu0) * 1000 / max(1, out["ok"])
+                cpu_ms[name].append(round(per_request, 2))
                 rps[name].append(out["throughput_rps"])
                 p99[name].append(out["latency"].get("p99_ms", 0))
                 print(
@@ -107,6 +120,7 @@ def main() -> int:
                             "round": r + 1,
                             "server": name,
                             "rps": out["throughput_rps"],
+                            "server_cpu_ms_per_request": cpu_ms[name][-1],
                             "statuses": out["statuses"],
                             "latency": out["latency"],
                         }
@@ -125,6 +139,10 @@ def main() -> int:
                 "baseline_rps": rps["baseline"],
                 "api_rps": rps["api"],
                 "median_ratio": round(med["api"] / med["baseline"], 3),
+                "server_cpu_ms_per_request": cpu_ms,
+                "cpu_ratio_baseline_over_api": round(
+                    statistics.median(cpu_ms["baseline"]) / statistics.median(cpu_ms["api"]), 3
+                ),
                 "api_p99_ms": p99["api"],
                 "api_peak_rss_mb": peak,
                 "python": PYTHON,

@@ -198,7 +198,7 @@ def _write_pending(session: Session) -> None:
             values["prev_hash"] = prev
             values["hash"] = prev = chain_hash(prev, values["content_hash"])
     # PostgreSQL: the deferred trigger audit_log_seal chains the rows inside COMMIT.
-    session.execute(insert(AuditEntry), rows)
+    session.connection().execute(insert(AuditEntry.__table__).values(rows))
 
 
 @event.listens_for(Session, "before_commit")

@@ -329,8 +329,7 @@ def _insert(
     person_id = None
     person_created = False
     if norm.person is not None and norm.person.identifying:
-        person, person_created = matching.match_or_create(session, norm.person, now=now)
-        person_id = person.id
+        person_id, person_created = matching.match_or_create(session, norm.person, now=now)
     v = norm.values
     location = v.get("location") or {}
     values = {
@@ -365,11 +364,12 @@ def _insert(
     conn.execute(insert(Incident.__table__), values)
     if norm.substances:
         conn.execute(
-            insert(IncidentSubstance.__table__),
-            [
-                {"incident_id": values["id"], "position": position, "substance": substance}
-                for position, substance in enumerate(norm.substances)
-            ],
+            insert(IncidentSubstance.__table__).values(
+                [
+                    {"incident_id": values["id"], "position": position, "substance": substance}
+                    for position, substance in enumerate(norm.substances)
+                ]
+            )
         )
     return Incident(**values), person_created
 
