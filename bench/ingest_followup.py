@@ -44,6 +44,10 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--keys", action="store_true")
     p.add_argument("--profile")
+    p.add_argument(
+        "--compare-root",
+        help="a checkout of another version: its API replaces the baseline, for an A/B test",
+    )
     args = p.parse_args()
     os.makedirs(LOGS, exist_ok=True)
     url = bench_url()
@@ -54,6 +58,10 @@ def main() -> int:
         "baseline": Server("baseline-followup", "baseline", url, 8193, LOGS),
         "api": Server("api-followup", "api", url, 8192, LOGS),
     }
+    if args.compare_root:  # "baseline" is then the other checkout's API
+        servers["baseline"] = Server(
+            "api-compare", "api", url, 8193, LOGS, extra_env={"PYTHONPATH": args.compare_root}
+        )
     for s in servers.values():
         s.start()
     rps: dict[str, list[float]] = {"baseline": [], "api": []}
