@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from services import audit
@@ -32,11 +34,38 @@ def client_addr(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _session(request: Request) -> Iterator[Session]:
+def _finish(session: Session) -> None:
+    try:
+        session.commit()
+    except BaseException:
+        _fail(session)
+        raise
+    finally:
+        audit.discard_pending(session)
+        session.close()
+
+
+def _fail(session: Session) -> None:
+    try:
+        session.rollback()
+        if audit.keep_only_survivors(session):
+            try:
+                session.commit()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                session.rollback()
+    finally:
+        audit.discard_pending(session)
+        session.close()
+
+
+async def _session(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed before the response is sent.
 
     On an error the work is rolled back, but audit entries that must survive (refused
-    reads, login failures) are still committed.
+    reads, login failures) are still committed. Opening a session does no I/O (it connects
+    on first use), so it happens on the event loop; the commit or rollback at the end runs
+    in the thread pool - one thread-pool hop fewer per request than a sync generator - and
+    is shielded from cancellation, so a client that hangs up cannot leak a connection.
     """
     session: Session = request.app.state.session_factory()
     audit.set_context(
@@ -44,18 +73,12 @@ def _session(request: Request) -> Iterator[Session]:
     )
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
-        if audit.keep_only_survivors(session):
-            try:
-                session.commit()
-            except Exception:  # noqa: BLE001 - the original error matters more
-                session.rollback()
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_fail, session)
         raise
-    finally:
-        audit.discard_pending(session)
-        session.close()
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(_finish, session)
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]

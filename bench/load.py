@@ -92,6 +92,11 @@ class BodyMaker:
         return body
 
 
+def _key(wanted: bool) -> str | None:
+    """A fresh client-side Idempotency-Key, as a partner that retries safely sends."""
+    return str(uuid.uuid4()) if wanted else None
+
+
 def _headers(key: str | None = None) -> dict[str, str]:
     h = {"Authorization": f"Bearer {BENCH_API_KEY}", "Content-Type": "application/json"}
     if key:
@@ -99,7 +104,9 @@ def _headers(key: str | None = None) -> dict[str, str]:
     return h
 
 
-async def run_max(base: str, seconds: float, concurrency: int, maker: BodyMaker) -> dict:
+async def run_max(
+    base: str, seconds: float, concurrency: int, maker: BodyMaker, keys: bool = False
+) -> dict:
     lat: list[float] = []
     statuses: dict[int, int] = {}
     errors = 0
@@ -113,7 +120,9 @@ async def run_max(base: str, seconds: float, concurrency: int, maker: BodyMaker)
                 body = maker.make()
                 t = time.perf_counter()
                 try:
-                    resp = await client.post("/v1/incidents", json=body, headers=_headers())
+                    resp = await client.post(
+                        "/v1/incidents", json=body, headers=_headers(_key(keys))
+                    )
                 except httpx.HTTPError:
                     errors += 1
                     continue
@@ -126,6 +135,7 @@ async def run_max(base: str, seconds: float, concurrency: int, maker: BodyMaker)
     ok = sum(v for k, v in statuses.items() if 200 <= k < 300)
     return {
         "mode": "max",
+        "idempotency_keys": keys,
         "concurrency": concurrency,
         "seconds": round(elapsed, 2),
         "ok": ok,
@@ -136,7 +146,9 @@ async def run_max(base: str, seconds: float, concurrency: int, maker: BodyMaker)
     }
 
 
-async def run_rate(base: str, seconds: float, rate: float, maker: BodyMaker) -> dict:
+async def run_rate(
+    base: str, seconds: float, rate: float, maker: BodyMaker, keys: bool = False
+) -> dict:
     """Open loop: request i is due at t0 + i/rate; latency counts from its due time."""
     lat: list[float] = []
     statuses: dict[int, int] = {}
@@ -155,7 +167,7 @@ async def run_rate(base: str, seconds: float, rate: float, maker: BodyMaker) -> 
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                resp = await client.post("/v1/incidents", json=body, headers=_headers())
+                resp = await client.post("/v1/incidents", json=body, headers=_headers(_key(keys)))
             except httpx.HTTPError:
                 errors += 1
                 return
@@ -166,6 +178,7 @@ async def run_rate(base: str, seconds: float, rate: float, maker: BodyMaker) -> 
         elapsed = time.perf_counter() - t0
     return {
         "mode": "rate",
+        "idempotency_keys": keys,
         "target_rps": rate,
         "sent": n,
         "seconds": round(elapsed, 2),
@@ -269,13 +282,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default=uuid.uuid4().hex[:8])
     p.add_argument("--journal", default="/tmp/nfod-crash-journal.jsonl")
     p.add_argument("--give-up", type=float, default=120)
+    p.add_argument(
+        "--idempotency-keys",
+        action="store_true",
+        help="max/rate modes: send a fresh Idempotency-Key with every request",
+    )
     args = p.parse_args(argv)
     people = json.load(open(args.people)) if args.people else []
     maker = BodyMaker(people, args.seed, args.tag)
     if args.mode == "max":
-        out = asyncio.run(run_max(args.base, args.seconds, args.concurrency, maker))
+        out = asyncio.run(
+            run_max(args.base, args.seconds, args.concurrency, maker, args.idempotency_keys)
+        )
     elif args.mode == "rate":
-        out = asyncio.run(run_rate(args.base, args.seconds, args.rate, maker))
+        out = asyncio.run(
+            run_rate(args.base, args.seconds, args.rate, maker, args.idempotency_keys)
+        )
     else:
         out = asyncio.run(
             run_crash(args.base, args.seconds, args.rate, maker, args.journal, args.give_up)

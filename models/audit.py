@@ -32,6 +32,18 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     client_addr: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    # prev_hash is unique: two writers can never both extend the same entry (no fork).
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    hash: Mapped[str] = mapped_column(String(64))
+    # The chain. ``content_hash`` is the SHA-256 of the entry's canonical JSON, computed when
+    # the entry is recorded. At the commit that makes the entry visible it is given its place
+    # in the chain: ``chain_seq`` (commit order, which can differ from ``seq``), ``prev_hash``
+    # (the hash of the entry before it) and ``hash`` = SHA-256(prev_hash + content_hash). On
+    # PostgreSQL a deferred trigger (migration 0005) does that inside COMMIT under an advisory
+    # lock; on SQLite, which holds its write lock for the whole transaction, services.audit
+    # does it before the commit. Entries written before 0005 have no content_hash; their hash
+    # covers their canonical JSON including prev_hash (services.audit.legacy_hash).
+    # prev_hash and chain_seq are unique: two writers can never both extend the same entry.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_seq: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), unique=True
+    )
+    prev_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    hash: Mapped[str | None] = mapped_column(String(64))

@@ -266,12 +266,13 @@ def revoke_client(
     return client
 
 
-def client_by_key(session: Session, key: str) -> ApiClient | None:
+def client_by_key(session: Session, key: str):
+    """The live API client holding this key: a row of (id, name, agency_id), or None."""
     return session.execute(
-        select(ApiClient).where(
+        select(ApiClient.id, ApiClient.name, ApiClient.agency_id).where(
             ApiClient.key_hash == hash_api_key(key), ApiClient.revoked_at.is_(None)
         )
-    ).scalar_one_or_none()
+    ).one_or_none()
 
 
 def ensure_bootstrap_admin(

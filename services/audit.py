@@ -1,10 +1,14 @@
 """The append-only, hash-chained audit log.
 
 Services call :func:`record` for every read of personal data, every refused read, every
-change, export, merge and login failure. Entries are queued on the session and chained at
-commit time (``before_commit``), under a PostgreSQL advisory lock (SQLite already holds
-its write lock), so the chain never forks; ``prev_hash`` is also unique in the schema.
-Entries never hold personal data: ids, kinds and codes only.
+change, export, merge and login failure. Entries are queued on the session and written at
+the outermost commit (``before_commit``) with the SHA-256 of their own content. They are
+chained as their transaction commits: on PostgreSQL by a deferred trigger inside COMMIT
+(migration 0005), under an advisory lock but with no client round trip inside it; on SQLite,
+which holds its write lock for the whole transaction, here before the commit. Either way a
+committed entry always has its place in the chain (``chain_seq``), ``prev_hash`` and
+``hash`` = SHA-256(prev_hash + content_hash); ``prev_hash`` and ``chain_seq`` are unique, so
+the chain never forks. Entries never hold personal data: ids, kinds and codes only.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
 from models.audit import AuditEntry
@@ -24,7 +28,6 @@ from models.base import new_id
 from services.principal import Principal
 
 GENESIS_HASH = "0" * 64
-_ADVISORY_LOCK_KEY = 7_362_001  # arbitrary constant shared by every writer
 _PENDING = "audit_pending"
 _CONTEXT = "audit_context"
 
@@ -131,11 +134,11 @@ def discard_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
-def entry_hash(values: dict[str, Any], prev_hash: str) -> str:
+def _canonical(values: dict[str, Any], **extra: Any) -> bytes:
     at = values["at"]
     if isinstance(at, datetime):
         at = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    canonical = json.dumps(
+    return json.dumps(
         {
             "id": values["id"],
             "at": at,
@@ -147,34 +150,55 @@ def entry_hash(values: dict[str, Any], prev_hash: str) -> str:
             "request_id": values["request_id"],
             "client_addr": values["client_addr"],
             "details": values["details"],
-            "prev_hash": prev_hash,
+            **extra,
         },
         sort_keys=True,
         separators=(",", ":"),
         default=str,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    ).encode()
+
+
+def content_hash(values: dict[str, Any]) -> str:
+    """SHA-256 of an entry's canonical JSON (microsecond times survive both backends)."""
+    return hashlib.sha256(_canonical(values)).hexdigest()
+
+
+def chain_hash(prev_hash: str, content: str) -> str:
+    """The chain link; the PostgreSQL trigger computes the same in SQL."""
+    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
+def legacy_hash(values: dict[str, Any], prev_hash: str) -> str:
+    """How entries written before migration 0005 were hashed (prev_hash inside the JSON)."""
+    return hashlib.sha256(_canonical(values, prev_hash=prev_hash)).hexdigest()
 
 
 def _write_pending(session: Session) -> None:
     pending: list[_Pending] = session.info.pop(_PENDING, [])
     if not pending:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
-    last = session.execute(
-        select(AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).scalar_one_or_none()
-    prev = last or GENESIS_HASH
     rows = []
     for item in pending:
         values = dict(item.values)
-        # Microsecond precision survives both backends, so the hash can be recomputed.
-        values["hash"] = entry_hash(values, prev)
-        values["prev_hash"] = prev
-        prev = values["hash"]
+        values["content_hash"] = content_hash(values)
         rows.append(values)
-    session.execute(insert(AuditEntry), rows)
+    if session.get_bind().dialect.name != "postgresql":
+        # SQLite: this transaction already holds the database's write lock (BEGIN
+        # IMMEDIATE), so nobody can chain between this read and the commit.
+        last = session.execute(
+            select(AuditEntry.chain_seq, AuditEntry.hash)
+            .where(AuditEntry.chain_seq.is_not(None))
+            .order_by(AuditEntry.chain_seq.desc())
+            .limit(1)
+        ).one_or_none()
+        pos, prev = (last.chain_seq, last.hash) if last else (0, GENESIS_HASH)
+        for values in rows:
+            pos += 1
+            values["chain_seq"] = pos
+            values["prev_hash"] = prev
+            values["hash"] = prev = chain_hash(prev, values["content_hash"])
+    # PostgreSQL: the deferred trigger audit_log_seal chains the rows inside COMMIT.
+    session.connection().execute(insert(AuditEntry.__table__).values(rows))
 
 
 @event.listens_for(Session, "before_commit")
@@ -196,25 +220,26 @@ class VerifyResult:
 
 
 def _iter_entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
-    last_seq = -1
+    last = -1
     while True:
         rows = list(
             session.execute(
                 select(AuditEntry)
-                .where(AuditEntry.seq > last_seq)
-                .order_by(AuditEntry.seq)
+                .where(AuditEntry.chain_seq > last)
+                .order_by(AuditEntry.chain_seq)
                 .limit(batch)
             ).scalars()
         )
         if not rows:
             return
         yield from rows
-        last_seq = rows[-1].seq
+        last = rows[-1].chain_seq
         session.expunge_all()
 
 
 def verify_chain(session: Session) -> VerifyResult:
-    """Recompute every hash in order; report the first entry altered, removed or reordered."""
+    """Recompute every hash in chain order; report the first entry altered, removed or
+    reordered, and any committed entry that is not in the chain at all."""
     prev = GENESIS_HASH
     checked = 0
     for entry in _iter_entries(session):
@@ -238,8 +263,24 @@ def verify_chain(session: Session) -> VerifyResult:
                 entry.id,
                 "chain broken: an entry before it was removed or reordered",
             )
-        if entry_hash(values, entry.prev_hash) != entry.hash:
+        if entry.content_hash is None:
+            expected = legacy_hash(values, prev)
+        elif content_hash(values) != entry.content_hash:
+            expected = None
+        else:
+            expected = chain_hash(prev, entry.content_hash)
+        if expected != entry.hash:
             return VerifyResult(False, checked, entry.seq, entry.id, "entry altered: hash mismatch")
         prev = entry.hash
         checked += 1
+    loose = session.execute(
+        select(AuditEntry.seq, AuditEntry.id)
+        .where(AuditEntry.chain_seq.is_(None))
+        .order_by(AuditEntry.seq)
+        .limit(1)
+    ).one_or_none()
+    if loose is not None:
+        return VerifyResult(
+            False, checked, loose.seq, loose.id, "entry outside the chain: it was never sealed"
+        )
     return VerifyResult(True, checked)

@@ -98,7 +98,8 @@ def login(
     return LoginResult(token=token, expires_in=settings.token_ttl_seconds, user=user)
 
 
-def principal_for_user(user: User) -> Principal:
+def principal_for_user(user) -> Principal:
+    """From a User, or any row with its id, role, agency_id, username and display_name."""
     return Principal(
         kind="user",
         id=user.id,
@@ -112,7 +113,11 @@ def principal_for_user(user: User) -> Principal:
 def resolve_bearer(
     session: Session, *, settings: Settings, now: datetime, credential: str
 ) -> Principal | None:
-    """The principal behind a bearer credential, or None when it is not (or no longer) valid."""
+    """The principal behind a bearer credential, or None when it is not (or no longer) valid.
+
+    Runs on every request, so it reads only the columns a principal needs (Core rows, no ORM
+    objects); revocation, deactivation and token_version changes still take effect at once.
+    """
     if credential.startswith(API_KEY_PREFIX):
         client = accounts.client_by_key(session, credential)
         if client is None:
@@ -128,7 +133,17 @@ def resolve_bearer(
     claims = read_token(settings.effective_secret_key, credential, now=now)
     if claims is None:
         return None
-    user = session.get(User, claims.user_id)
+    user = session.execute(
+        select(
+            User.id,
+            User.role,
+            User.agency_id,
+            User.username,
+            User.display_name,
+            User.active,
+            User.token_version,
+        ).where(User.id == claims.user_id)
+    ).one_or_none()
     if user is None or not user.active or user.token_version != claims.version:
         return None
     return principal_for_user(user)

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.agency import Agency
+from models.base import new_id
 from models.incident import Incident, IncidentSubstance
 from models.person import Person
 from services import audit, chi, matching, postcodes
@@ -271,10 +272,9 @@ def create_incident_with_substances(
     source_agency_id = source_agency_for(session, principal, data.get("source_agency_id"))
     request_hash = canonical_hash(norm.values)
     source_ref = norm.values.get("source_ref")
-    if source_ref:
-        existing = _existing_by_ref(session, source_agency_id, source_ref)
-        if existing is not None:
-            return (*_resolve_duplicate(existing, request_hash), None)
+    # No look-up of source_ref first: the unique index on (source_agency_id, source_ref)
+    # answers that question during the INSERT, and a repeat is the rare case. The savepoint
+    # undoes whatever matching created for a repeat (or for the loser of a race).
     last_error: IntegrityError | None = None
     for _attempt in range(CREATE_ATTEMPTS):
         try:
@@ -284,7 +284,8 @@ def create_incident_with_substances(
                 )
             break
         except IntegrityError as exc:
-            # A concurrent request won a race (same source_ref, or the same new CHI).
+            # The source_ref is already used (a repeat, or a concurrent request won a race),
+            # or a concurrent request took the same new CHI.
             last_error = exc
             if source_ref:
                 existing = _existing_by_ref(session, source_agency_id, source_ref)
@@ -328,43 +329,49 @@ def _insert(
     person_id = None
     person_created = False
     if norm.person is not None and norm.person.identifying:
-        person, person_created = matching.match_or_create(session, norm.person, now=now)
-        person_id = person.id
+        person_id, person_created = matching.match_or_create(session, norm.person, now=now)
     v = norm.values
     location = v.get("location") or {}
-    incident = Incident(
-        source_agency_id=source_agency_id,
-        source_ref=v.get("source_ref"),
-        created_by_type=principal.kind,
-        created_by_id=principal.id,
-        request_hash=request_hash,
-        occurred_at=norm.occurred_at,
-        reported_at=norm.reported_at,
-        contact_due_at=norm.occurred_at + timedelta(hours=settings.contact_window_hours),
-        location_description=location.get("description"),
-        postcode=norm.postcode,
-        postcode_district=postcodes.district(norm.postcode) if norm.postcode else None,
-        naloxone_administered=v.get("naloxone_administered"),
-        naloxone_administered_by=v.get("naloxone_administered_by"),
-        hospital=v.get("hospital"),
-        person_submitted=norm.person_submitted,
-        person_id=person_id,
-        notes=v.get("notes"),
-        fu_status="awaiting_contact",
+    values = {
+        "id": new_id(),
+        "source_agency_id": source_agency_id,
+        "source_ref": v.get("source_ref"),
+        "created_by_type": principal.kind,
+        "created_by_id": principal.id,
+        "request_hash": request_hash,
+        "occurred_at": norm.occurred_at,
+        "reported_at": norm.reported_at,
+        "contact_due_at": norm.occurred_at + timedelta(hours=settings.contact_window_hours),
+        "location_description": location.get("description"),
+        "postcode": norm.postcode,
+        "postcode_district": postcodes.district(norm.postcode) if norm.postcode else None,
+        "naloxone_administered": v.get("naloxone_administered"),
+        "naloxone_administered_by": v.get("naloxone_administered_by"),
+        "hospital": v.get("hospital"),
+        "person_submitted": norm.person_submitted,
+        "person_id": person_id,
+        "notes": v.get("notes"),
+        "fu_status": "awaiting_contact",
         # An outreach worker who records an overdose holds its follow-up (and can read it
         # back) until a coordinator or the huddle assigns it elsewhere.
-        assigned_agency_id=principal.agency_id if principal.role == "outreach" else None,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(incident)
-    session.flush()
-    for position, substance in enumerate(norm.substances):
-        session.add(
-            IncidentSubstance(incident_id=incident.id, position=position, substance=substance)
+        "assigned_agency_id": principal.agency_id if principal.role == "outreach" else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Core INSERTs: the hot path of intake skips the ORM unit of work. The Incident built
+    # from the same values (never added to the session) is what the caller answers with.
+    conn = session.connection()
+    conn.execute(insert(Incident.__table__), values)
+    if norm.substances:
+        conn.execute(
+            insert(IncidentSubstance.__table__).values(
+                [
+                    {"incident_id": values["id"], "position": position, "substance": substance}
+                    for position, substance in enumerate(norm.substances)
+                ]
+            )
         )
-    session.flush()
-    return incident, person_created
+    return Incident(**values), person_created
 
 
 # --- reading ---------------------------------------------------------------------------

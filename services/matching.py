@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import and_, case, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from models.base import new_id
 from models.person import Person, PossibleDuplicate
 
 _DROP = set(" \t\n\r-\u2010\u2011\u2012\u2013\u2014'\u2019\u2018`\u00b4.")
@@ -28,6 +31,7 @@ _FOLD = str.maketrans(
     {"ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "æ": "ae", "œ": "oe", "þ": "th", "ð": "d"}
 )
 MAX_CANDIDATES = 20
+CANDIDATE_LIMIT = 200
 SIMILAR_NAME_RATIO = 0.75
 
 
@@ -88,17 +92,35 @@ def live(session: Session, person_id: str) -> Person | None:
     return person
 
 
+_GAP_FIELDS = ("given_name", "family_name", "date_of_birth", "sex", "postcode", "phone")
+
+
+def _gaps(current: Any, details: PersonDetails, now: datetime) -> dict[str, Any]:
+    """The fields these details fill in a known person (blank or "unknown" ones only)."""
+    changes = {
+        field: getattr(details, field)
+        for field in _GAP_FIELDS
+        if getattr(details, field) is not None and getattr(current, field) in (None, "unknown")
+    }
+    if changes:
+        family = changes.get("family_name", current.family_name)
+        given = changes.get("given_name", current.given_name)
+        changes["family_key"] = normalise_name(family)
+        changes["name_key"] = name_key(family, given)
+        changes["updated_at"] = now
+    return changes
+
+
 def _fill_gaps(person: Person, details: PersonDetails, now: datetime) -> None:
-    changed = False
-    for field in ("given_name", "family_name", "date_of_birth", "sex", "postcode", "phone"):
-        value = getattr(details, field)
-        if value is not None and getattr(person, field) in (None, "unknown"):
-            setattr(person, field, value)
-            changed = True
-    if changed:
-        person.family_key = normalise_name(person.family_name)
-        person.name_key = name_key(person.family_name, person.given_name)
-        person.updated_at = now
+    for field, value in _gaps(person, details, now).items():
+        setattr(person, field, value)
+
+
+def _update(session: Session, person_id: str, changes: dict[str, Any]) -> None:
+    if changes:
+        session.connection().execute(
+            update(Person.__table__).where(Person.__table__.c.id == person_id).values(changes)
+        )
 
 
 def _similar(a: str | None, b: str | None) -> bool:
@@ -107,7 +129,8 @@ def _similar(a: str | None, b: str | None) -> bool:
     return a == b or difflib.SequenceMatcher(None, a, b).ratio() >= SIMILAR_NAME_RATIO
 
 
-def _weak_reason(new: Person, other: Person) -> str | None:
+def _weak_reason(new: Any, other: Any) -> str | None:
+    """Why ``other`` (a Person or a row with its columns) may be ``new``; None if it is not."""
     if other.id == new.id:
         return None
     if new.chi and other.chi and new.chi != other.chi:
@@ -131,38 +154,62 @@ def _weak_reason(new: Person, other: Person) -> str | None:
     return None
 
 
-def record_candidates(session: Session, person: Person, *, now: datetime) -> int:
-    """Record weak matches of a newly created person as possible duplicates."""
+def _candidate_conditions(dob: date | None, fkey: str | None, nkey: str | None) -> list:
+    """SQL for every person :func:`_weak_reason` could accept (it decides; this narrows)."""
     conditions = []
-    if person.date_of_birth:
-        conditions.append(Person.date_of_birth == person.date_of_birth)
-        alt = swapped(person.date_of_birth)
+    if dob:
+        conditions.append(Person.date_of_birth == dob)  # same birthday: names compared in Python
+        alt = swapped(dob)
         if alt:
-            conditions.append(Person.date_of_birth == alt)
-    if person.name_key:
-        conditions.append(Person.name_key == person.name_key)
-    if not conditions:
-        return 0
-    others = session.execute(
-        select(Person)
-        .where(or_(*conditions), Person.merged_into_id.is_(None), Person.id != person.id)
-        .order_by(Person.created_at, Person.id)
-        .limit(200)
-    ).scalars()
-    count = 0
+            same_family = Person.family_key == fkey if fkey else Person.family_key.is_(None)
+            conditions.append(and_(Person.date_of_birth == alt, same_family))
+    if nkey:
+        # The same name counts on its own only when a date of birth is missing.
+        conditions.append(
+            Person.name_key == nkey
+            if dob is None
+            else and_(Person.name_key == nkey, Person.date_of_birth.is_(None))
+        )
+    return conditions
+
+
+def record_candidates(
+    session: Session, person: Person, *, now: datetime, others: Iterable[Person] | None = None
+) -> int:
+    """Record weak matches of a newly created person as possible duplicates.
+
+    ``others``: the candidates already read (intake reads them with its match look-up);
+    otherwise they are read here.
+    """
+    if others is None:
+        conditions = _candidate_conditions(person.date_of_birth, person.family_key, person.name_key)
+        if not conditions:
+            return 0
+        others = session.execute(
+            select(Person)
+            .where(or_(*conditions), Person.merged_into_id.is_(None), Person.id != person.id)
+            .order_by(Person.created_at, Person.id)
+            .limit(CANDIDATE_LIMIT)
+        ).scalars()
+    rows = []
     for other in others:
         reason = _weak_reason(person, other)
         if reason is None:
             continue
-        session.add(
-            PossibleDuplicate(
-                person_id=person.id, candidate_id=other.id, reason=reason, created_at=now
-            )
+        rows.append(
+            {
+                "id": new_id(),
+                "person_id": person.id,
+                "candidate_id": other.id,
+                "reason": reason,
+                "created_at": now,
+            }
         )
-        count += 1
-        if count >= MAX_CANDIDATES:
+        if len(rows) >= MAX_CANDIDATES:
             break
-    return count
+    if rows:
+        session.connection().execute(insert(PossibleDuplicate.__table__).values(rows))
+    return len(rows)
 
 
 def _serialise_identity(session: Session, details: PersonDetails, nkey: str | None) -> None:
@@ -179,63 +226,120 @@ def _serialise_identity(session: Session, details: PersonDetails, nkey: str | No
         keys.append(f"chi:{details.chi}")
     if nkey and details.date_of_birth:
         keys.append(f"name:{nkey}:{details.date_of_birth.isoformat()}")
-    for key in sorted(keys):
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7362))"), {"k": key}
-        )
+    if not keys:
+        return
+    # One statement; PostgreSQL evaluates the select list left to right, so the locks are
+    # taken in sorted order.
+    keys.sort()
+    locks = ", ".join(
+        f"pg_advisory_xact_lock(hashtextextended(:k{i}, 7362))" for i in range(len(keys))
+    )
+    session.execute(text(f"SELECT {locks}"), {f"k{i}": key for i, key in enumerate(keys)})
 
 
-def match_or_create(
-    session: Session, details: PersonDetails, *, now: datetime
-) -> tuple[Person, bool]:
-    """The person these details describe: (person, created). Never merges on a guess."""
+_MATCH_COLUMNS = (
+    Person.id,
+    Person.chi,
+    Person.given_name,
+    Person.family_name,
+    Person.family_key,
+    Person.name_key,
+    Person.date_of_birth,
+    Person.sex,
+    Person.postcode,
+    Person.phone,
+    Person.merged_into_id,
+)
+
+
+def match_or_create(session: Session, details: PersonDetails, *, now: datetime) -> tuple[str, bool]:
+    """The id of the person these details describe, and whether it was created. Never
+    merges on a guess.
+
+    One query (plain rows, no ORM objects) reads everything the decision needs: the person
+    holding the CHI, the strong name matches, and the weak candidates a new person is
+    compared with - ranked in that order, so the limit never cuts off a match.
+    """
     fkey = normalise_name(details.family_name)
     nkey = name_key(details.family_name, details.given_name)
     _serialise_identity(session, details, nkey)
-    if details.chi:
-        found = session.execute(
-            select(Person).where(Person.chi == details.chi)
-        ).scalar_one_or_none()
-        if found is not None:
-            person = live(session, found.id) or found
-            _fill_gaps(person, details, now)
-            return person, False
     strong_name = (
         fkey is not None
         and normalise_name(details.given_name) is not None
         and details.date_of_birth is not None
     )
+    rank = []
+    if details.chi:
+        rank.append((Person.chi == details.chi, 0))
     if strong_name:
-        stmt = (
-            select(Person)
-            .where(
-                Person.name_key == nkey,
-                Person.date_of_birth == details.date_of_birth,
-                Person.merged_into_id.is_(None),
+        rank.append(
+            (
+                and_(
+                    Person.name_key == nkey,
+                    Person.date_of_birth == details.date_of_birth,
+                    Person.merged_into_id.is_(None),
+                ),
+                1,
             )
-            .order_by(Person.created_at, Person.id)
         )
-        for candidate in session.execute(stmt).scalars():
-            if details.chi and candidate.chi and candidate.chi != details.chi:
+    conditions = [condition for condition, _ in rank]
+    weak = _candidate_conditions(details.date_of_birth, fkey, nkey)
+    if weak:
+        conditions.append(and_(or_(*weak), Person.merged_into_id.is_(None)))
+    rows = []
+    if conditions:
+        order = [Person.created_at, Person.id]
+        if rank:
+            order.insert(0, case(*rank, else_=2))
+        rows = session.execute(
+            select(*_MATCH_COLUMNS).where(or_(*conditions)).order_by(*order).limit(CANDIDATE_LIMIT)
+        ).all()
+    if details.chi:
+        for row in rows:
+            if row.chi == details.chi:
+                if row.merged_into_id is not None:  # rare: follow the merge with the ORM
+                    person = live(session, row.id)
+                    if person is not None:
+                        _fill_gaps(person, details, now)
+                        return person.id, False
+                _update(session, row.id, _gaps(row, details, now))
+                return row.id, False
+    if strong_name:
+        for row in rows:
+            if (
+                row.name_key != nkey
+                or row.date_of_birth != details.date_of_birth
+                or row.merged_into_id is not None
+            ):
+                continue
+            if details.chi and row.chi and row.chi != details.chi:
                 continue  # a different CHI: a different person with the same name and birthday
-            if details.chi and candidate.chi is None:
-                candidate.chi = details.chi  # the unique constraint guards a concurrent fill
-            _fill_gaps(candidate, details, now)
-            return candidate, False
-    person = Person(
-        chi=details.chi,
-        given_name=details.given_name,
-        family_name=details.family_name,
-        family_key=fkey,
-        name_key=nkey,
-        date_of_birth=details.date_of_birth,
-        sex=details.sex,
-        postcode=details.postcode,
-        phone=details.phone,
-        created_at=now,
-        updated_at=now,
+            changes = _gaps(row, details, now)
+            if details.chi and row.chi is None:
+                changes["chi"] = details.chi  # the unique constraint guards a concurrent fill
+                changes["updated_at"] = now
+            _update(session, row.id, changes)
+            return row.id, False
+    values = {
+        "id": new_id(),
+        "chi": details.chi,
+        "given_name": details.given_name,
+        "family_name": details.family_name,
+        "family_key": fkey,
+        "name_key": nkey,
+        "date_of_birth": details.date_of_birth,
+        "sex": details.sex,
+        "postcode": details.postcode,
+        "phone": details.phone,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Core statements: intake's hot path skips the ORM unit of work.
+    session.connection().execute(insert(Person.__table__), values)
+    record_candidates(
+        session,
+        Person(**values),
+        now=now,
+        others=[row for row in rows if row.merged_into_id is None],
     )
-    session.add(person)
-    session.flush()
-    record_candidates(session, person, now=now)
-    return person, True
+    return values["id"], True

@@ -1,0 +1,165 @@
+"""Ingest throughput, API against the baseline, measured alternately (A, B, A, B ...).
+
+    .venv/bin/python -m bench.ingest_followup [--rounds 3] [--seconds 10] [--keys]
+        [--profile out.svg]
+
+Both servers run as one uvicorn worker on the bench database (NFOD_BENCH_DATABASE_URL,
+default nfod_bench). Each round runs the baseline, then the API, at full speed with 16
+connections (bench.load ``--mode max``); the medians of the rounds give the ratio. Because
+the rounds alternate, a change in the machine's load affects both sides alike - which is
+what makes a before/after comparison on a shared machine meaningful. ``--keys`` sends a fresh
+Idempotency-Key with every request (what a partner that retries safely does). It also reports
+each server's CPU time per request (from /proc), which a busy machine disturbs far less than
+throughput: one worker's throughput is bounded by 1 / (CPU per request). ``--profile``
+records the API with py-spy during its last round (py-spy must be installed in the venv).
+
+Rows this script adds carry ``source_ref`` ``LOAD-...``; ``make bench`` removes them when it
+reuses the data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+
+from bench.common import PYTHON, ROOT, bench_url
+from bench.run import LOGS, load, sample_people
+from bench.servers import Server
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (clock ticks of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--keys", action="store_true")
+    p.add_argument("--profile")
+    p.add_argument(
+        "--compare-root",
+        help="a checkout of another version: its API replaces the baseline, for an A/B test",
+    )
+    args = p.parse_args()
+    os.makedirs(LOGS, exist_ok=True)
+    url = bench_url()
+    people = os.path.join(LOGS, "people.json")
+    sample_people(url, people)
+    extra = ["--idempotency-keys"] if args.keys else []
+    servers = {
+        "baseline": Server("baseline-followup", "baseline", url, 8193, LOGS),
+        "api": Server("api-followup", "api", url, 8192, LOGS),
+    }
+    if args.compare_root:  # "baseline" is then the other checkout's API
+        servers["baseline"] = Server(
+            "api-compare", "api", url, 8193, LOGS, extra_env={"PYTHONPATH": args.compare_root}
+        )
+    for s in servers.values():
+        s.start()
+    rps: dict[str, list[float]] = {"baseline": [], "api": []}
+    p99: dict[str, list[float]] = {"baseline": [], "api": []}
+    cpu_ms: dict[str, list[float]] = {"baseline": [], "api": []}
+    try:
+        for s in servers.values():  # warm-up
+            load(
+                s.base,
+                "--mode",
+                "max",
+                "--seconds",
+                "2",
+                "--concurrency",
+                "8",
+                "--people",
+                people,
+                *extra,
+            )
+        for r in range(args.rounds):
+            for name, s in servers.items():
+                spy = None
+                if args.profile and name == "api" and r == args.rounds - 1:
+                    spy = subprocess.Popen(
+                        [
+                            os.path.join(ROOT, ".venv", "bin", "py-spy"),
+                            "record",
+                            "-p",
+                            str(s.pid),
+                            "-o",
+                            args.profile,
+                            "-d",
+                            str(int(args.seconds)),
+                            "-r",
+                            "200",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                cpu0 = cpu_seconds(s.pid)
+                out = load(
+                    s.base,
+                    "--mode",
+                    "max",
+                    "--seconds",
+                    str(args.seconds),
+                    "--concurrency",
+                    str(args.concurrency),
+                    "--people",
+                    people,
+                    "--seed",
+                    str(r + 1),
+                    *extra,
+                )
+                if spy:
+                    spy.wait()
+                per_request = (cpu_seconds(s.pid) - cpu0) * 1000 / max(1, out["ok"])
+                cpu_ms[name].append(round(per_request, 2))
+                rps[name].append(out["throughput_rps"])
+                p99[name].append(out["latency"].get("p99_ms", 0))
+                print(
+                    json.dumps(
+                        {
+                            "round": r + 1,
+                            "server": name,
+                            "rps": out["throughput_rps"],
+                            "server_cpu_ms_per_request": cpu_ms[name][-1],
+                            "statuses": out["statuses"],
+                            "latency": out["latency"],
+                        }
+                    ),
+                    flush=True,
+                )
+        peak = servers["api"].peak_rss_mb()
+    finally:
+        for s in servers.values():
+            s.stop()
+    med = {k: statistics.median(v) for k, v in rps.items()}
+    print(
+        json.dumps(
+            {
+                "keys": args.keys,
+                "baseline_rps": rps["baseline"],
+                "api_rps": rps["api"],
+                "median_ratio": round(med["api"] / med["baseline"], 3),
+                "server_cpu_ms_per_request": cpu_ms,
+                "cpu_ratio_baseline_over_api": round(
+                    statistics.median(cpu_ms["baseline"]) / statistics.median(cpu_ms["api"]), 3
+                ),
+                "api_p99_ms": p99["api"],
+                "api_peak_rss_mb": peak,
+                "python": PYTHON,
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
