@@ -283,6 +283,7 @@ def main() -> int:
 
             times: dict[str, list[float]] = {name: [] for name, _, _ in impls}
             base: list[float] = []
+            per_step: dict[tuple[str, str], list[float]] = {}
             sets: dict[str, list[tuple]] = {}
             same = True
             for rnd in range(args.rounds):
@@ -290,6 +291,9 @@ def main() -> int:
                 for name, mod, timer in impls:
                     timing, alerts, deliveries = run_sweep(conn, mod, timer, b, settings)
                     times[name].append(timing["total"])
+                    for step, secs in timing.items():
+                        if step not in ("raised", "total"):
+                            per_step.setdefault((name, step), []).append(secs)
                     this_round[name] = alerts
                     if name not in sets:
                         sets[name] = alerts
@@ -315,6 +319,12 @@ def main() -> int:
                     f"sweep {name} median {1000 * med:.0f} ms over {len(times[name])}; "
                     f"ratio {med / med_base:.2f}"
                 )
+                steps = [
+                    f"{step}={1000 * statistics.median(v):.0f}"
+                    for (impl, step), v in per_step.items()
+                    if impl == name
+                ]
+                print(f"  per step (median ms): {' '.join(steps)}")
             if "old" in sets:
                 print(f"old and new raised identical alerts at B in every round: {same}")
             if args.explain:
