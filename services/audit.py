@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from models.audit import AuditEntry
 from models.base import new_id
+from services.db import insert_rows
 from services.principal import Principal
 
 GENESIS_HASH = "0" * 64
@@ -198,7 +199,7 @@ def _write_pending(session: Session) -> None:
             values["prev_hash"] = prev
             values["hash"] = prev = chain_hash(prev, values["content_hash"])
     # PostgreSQL: the deferred trigger audit_log_seal chains the rows inside COMMIT.
-    session.connection().execute(insert(AuditEntry.__table__).values(rows))
+    insert_rows(session, AuditEntry.__table__, rows)
 
 
 @event.listens_for(Session, "before_commit")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -41,3 +41,13 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def insert_rows(session: Session, table, rows: list[dict]) -> None:
+    """INSERT rows with a statement compiled once and cached: one row is a plain execute,
+    several an executemany. (A multi-row ``.values([...])`` is compiled afresh on every call,
+    which costs more than the round trips it saves.)"""
+    if not rows:
+        return
+    statement = insert(table)
+    session.connection().execute(statement, rows[0] if len(rows) == 1 else rows)

@@ -24,6 +24,7 @@ from models.person import Person
 from services import audit, chi, matching, postcodes
 from services.access import incident_scope
 from services.config import Settings
+from services.db import insert_rows
 from services.errors import Conflict, Invalid, NotFound
 from services.pagination import Page, decode_cursor, keyset_page
 from services.principal import Principal
@@ -363,13 +364,13 @@ def _insert(
     conn = session.connection()
     conn.execute(insert(Incident.__table__), values)
     if norm.substances:
-        conn.execute(
-            insert(IncidentSubstance.__table__).values(
-                [
-                    {"incident_id": values["id"], "position": position, "substance": substance}
-                    for position, substance in enumerate(norm.substances)
-                ]
-            )
+        insert_rows(
+            session,
+            IncidentSubstance.__table__,
+            [
+                {"incident_id": values["id"], "position": position, "substance": substance}
+                for position, substance in enumerate(norm.substances)
+            ],
         )
     return Incident(**values), person_created
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from models.base import new_id
 from models.person import Person, PossibleDuplicate
+from services.db import insert_rows
 
 _DROP = set(" \t\n\r-\u2010\u2011\u2012\u2013\u2014'\u2019\u2018`\u00b4.")
 # Latin letters that Unicode does not decompose into a base letter plus an accent.
@@ -208,7 +209,7 @@ def record_candidates(
         if len(rows) >= MAX_CANDIDATES:
             break
     if rows:
-        session.connection().execute(insert(PossibleDuplicate.__table__).values(rows))
+        insert_rows(session, PossibleDuplicate.__table__, rows)
     return len(rows)
 
 
