@@ -9,7 +9,8 @@
     .venv/bin/python -m bench.reports_followup trigger-cost
 
 ``time`` runs compute + suppress (the analyst view; the coordinator view is the same
-``compute``) for the one-year period, alternating between the implementations given with
+``compute``) for the one-year period (wall time, and the PostgreSQL backend's CPU time when
+the server runs on this machine), alternating between the implementations given with
 ``--impl`` (a copy of services/reports.py, e.g. an older commit's from ``git show``; default:
 the current one), and prints each run and the medians. ``save`` writes both views of several
 periods as JSON; ``compare`` reports every field that differs; ``check`` computes two
@@ -30,7 +31,7 @@ import sys
 import time
 from datetime import UTC, date, datetime
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from bench import explain as ex
@@ -65,10 +66,20 @@ def views(module, session: Session, settings, start: date, end: date) -> dict:
     return {"coordinator": dict(figures, suppressed=False), "analyst": module.suppress(figures)}
 
 
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds the server process has used (same machine; parallel workers not counted):
+    what the statements cost without waiting for a shared CPU."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def trigger_cost() -> None:
     import uuid
 
-    from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
     from services import migrations
@@ -126,19 +137,23 @@ def main() -> None:
     if mode == "time":
         runs = int(args[1]) if len(args) > 1 else 5
         modules = [(path or "current", load(path)) for path in (impls or [None])]
-        times: dict[str, list[float]] = {name: [] for name, _ in modules}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in modules}
         for n in range(runs):
             for name, module in modules:
-                t = time.perf_counter()
                 with Session(engine) as s:
+                    pid = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                    s.commit()
+                    cpu, t = _backend_cpu(pid), time.perf_counter()
                     module.suppress(
                         module.compute(s, settings=settings, now=NOW, start=START, end=END)
                     )
-                ms = 1000 * (time.perf_counter() - t)
-                times[name].append(ms)
-                print(f"run {n} {name}: {ms:.0f} ms", flush=True)
+                    ms, cpu = 1000 * (time.perf_counter() - t), 1000 * (_backend_cpu(pid) - cpu)
+                times[name].append((ms, cpu))
+                print(f"run {n} {name}: {ms:.0f} ms (backend CPU {cpu:.0f} ms)", flush=True)
         for name, values in times.items():
-            print(f"median {name}: {statistics.median(values):.0f} ms over {len(values)} runs")
+            wall = statistics.median(v[0] for v in values)
+            cpu = statistics.median(v[1] for v in values)
+            print(f"median {name}: {wall:.0f} ms, backend CPU {cpu:.0f} ms, {len(values)} runs")
     elif mode == "explain":
         # The replayed statements run on their own connection: give it the work_mem and jit
         # that compute() sets for its transaction (SET statements are not replayed).
