@@ -51,3 +51,10 @@ def insert_rows(session: Session, table, rows: list[dict]) -> None:
         return
     statement = insert(table)
     session.connection().execute(statement, rows[0] if len(rows) == 1 else rows)
+
+
+def dialect_insert(session: Session):
+    """The dialect's ``insert`` (PostgreSQL or SQLite), for ``ON CONFLICT`` clauses."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

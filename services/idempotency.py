@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models.base import new_id
 from models.idempotency import IdempotencyRecord
 from services.config import Settings
+from services.db import dialect_insert
 from services.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 255
@@ -79,29 +80,35 @@ def claim(
             )
             .execution_options(synchronize_session=False)
         )
-        record = IdempotencyRecord(
-            principal_key=principal_key,
-            key=key,
-            method=method,
-            path=path,
-            request_hash=request_hash,
-            status_code=None,
-            lease_expires_at=lease,
-            created_at=now,
-            expires_at=now + timedelta(hours=settings.idempotency_ttl_hours),
-        )
-        try:
-            with session.begin_nested():
-                session.add(record)
-                session.flush()
-            return Claim(record_id=record.id)
-        except IntegrityError:
-            existing = _find(session, principal_key, key)
-            if existing is None:  # pragma: no cover - the winner failed and released it
-                raise Conflict(
-                    "a request with this Idempotency-Key is in progress; retry shortly",
-                    headers={"Retry-After": "1"},
-                ) from None
+        # INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same key makes this
+        # one wait for it (no savepoint, no error), then find its marker below.
+        table = IdempotencyRecord.__table__
+        record_id = new_id()
+        inserted = session.execute(
+            dialect_insert(session)(table)
+            .values(
+                id=record_id,
+                principal_key=principal_key,
+                key=key,
+                method=method,
+                path=path,
+                request_hash=request_hash,
+                status_code=None,
+                lease_expires_at=lease,
+                created_at=now,
+                expires_at=now + timedelta(hours=settings.idempotency_ttl_hours),
+            )
+            .on_conflict_do_nothing(index_elements=["principal_key", "key"])
+            .returning(table.c.id)
+        ).scalar_one_or_none()
+        if inserted is not None:
+            return Claim(record_id=record_id)
+        existing = _find(session, principal_key, key)
+        if existing is None:  # pragma: no cover - the winner failed and released it
+            raise Conflict(
+                "a request with this Idempotency-Key is in progress; retry shortly",
+                headers={"Retry-After": "1"},
+            )
     same_request = (
         existing.request_hash == request_hash
         and existing.method == method
