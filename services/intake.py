@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from models.person import Person
 from services import audit, chi, matching, postcodes
 from services.access import incident_scope
 from services.config import Settings
-from services.db import insert_rows
+from services.db import dialect_insert, insert_rows
 from services.errors import Conflict, Invalid, NotFound
 from services.pagination import Page, decode_cursor, keyset_page
 from services.principal import Principal
@@ -48,7 +48,7 @@ def check_cursor(cursor: str | None, *types: type) -> None:
             raise Invalid("cursor is not valid for this list", loc=["query", "cursor"])
 
 
-CREATE_ATTEMPTS = 3
+RETRY = "the incident could not be recorded because of concurrent changes; retry"
 
 
 def canonical_hash(value: Any) -> str:
@@ -273,29 +273,24 @@ def create_incident_with_substances(
     source_agency_id = source_agency_for(session, principal, data.get("source_agency_id"))
     request_hash = canonical_hash(norm.values)
     source_ref = norm.values.get("source_ref")
-    # No look-up of source_ref first: the unique index on (source_agency_id, source_ref)
-    # answers that question during the INSERT, and a repeat is the rare case. The savepoint
-    # undoes whatever matching created for a repeat (or for the loser of a race).
-    last_error: IntegrityError | None = None
-    for _attempt in range(CREATE_ATTEMPTS):
-        try:
-            with session.begin_nested():
-                incident, person_created = _insert(
-                    session, principal, now, settings, norm, source_agency_id, request_hash
-                )
-            break
-        except IntegrityError as exc:
-            # The source_ref is already used (a repeat, or a concurrent request won a race),
-            # or a concurrent request took the same new CHI.
-            last_error = exc
-            if source_ref:
-                existing = _existing_by_ref(session, source_agency_id, source_ref)
-                if existing is not None:
-                    return (*_resolve_duplicate(existing, request_hash), None)
-    else:
-        raise Conflict(
-            "the incident could not be recorded because of concurrent changes; retry"
-        ) from last_error
+    # No look-up of source_ref first and no savepoint: the INSERT itself asks the unique
+    # index on (source_agency_id, source_ref) (ON CONFLICT DO NOTHING; a concurrent request
+    # with the same source_ref makes it wait for that one's outcome), and a repeat is the
+    # rare case. Matching takes per-identity locks, so the only other unique constraint
+    # (a new person's CHI) cannot be raced; any IntegrityError is answered 409 "retry".
+    try:
+        incident, person_created = _insert(
+            session, principal, now, settings, norm, source_agency_id, request_hash
+        )
+    except IntegrityError as exc:
+        raise Conflict(RETRY) from exc
+    if incident is None:
+        existing = _existing_by_ref(session, source_agency_id, source_ref)
+        if existing is None:  # pragma: no cover - it existed a moment ago; incidents stay
+            raise Conflict(
+                "the incident could not be recorded because of concurrent changes; retry"
+            )
+        return (*_resolve_duplicate(existing, request_hash), None)
     audit.record(
         session,
         actor=principal,
@@ -325,8 +320,9 @@ def _insert(
     norm: Normalised,
     source_agency_id: str,
     request_hash: str,
-) -> tuple[Incident, bool]:
-    """Insert the incident (matching its person first); returns (incident, person_created)."""
+) -> tuple[Incident | None, bool]:
+    """Insert the incident (matching its person first); returns (incident, person_created),
+    or (None, False) when its source_ref is already used."""
     person_id = None
     person_created = False
     if norm.person is not None and norm.person.identifying:
@@ -361,8 +357,20 @@ def _insert(
     }
     # Core INSERTs: the hot path of intake skips the ORM unit of work. The Incident built
     # from the same values (never added to the session) is what the caller answers with.
-    conn = session.connection()
-    conn.execute(insert(Incident.__table__), values)
+    table = Incident.__table__
+    stored = session.execute(
+        dialect_insert(session)(table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["source_agency_id", "source_ref"])
+        .returning(table.c.id)
+    ).scalar_one_or_none()
+    if stored is None:
+        # source_ref already used: take back the person matching just created for it (a
+        # repeat of a request whose person could not be matched strongly); the caller then
+        # answers with the incident already stored.
+        if person_created:
+            matching.forget_new_person(session, person_id)
+        return None, False
     if norm.substances:
         insert_rows(
             session,

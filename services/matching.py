@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, insert, or_, select, text, update
+from sqlalchemy import and_, case, delete, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from models.base import new_id
@@ -344,3 +344,12 @@ def match_or_create(session: Session, details: PersonDetails, *, now: datetime) 
         others=[row for row in rows if row.merged_into_id is None],
     )
     return values["id"], True
+
+
+def forget_new_person(session: Session, person_id: str) -> None:
+    """Delete a person created earlier in this transaction (and its possible duplicates),
+    when the incident it was created for turns out to be a repeat."""
+    conn = session.connection()
+    table = PossibleDuplicate.__table__
+    conn.execute(delete(table).where(table.c.person_id == person_id))
+    conn.execute(delete(Person.__table__).where(Person.__table__.c.id == person_id))
