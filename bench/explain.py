@@ -64,9 +64,16 @@ def explain(
     raw = engine.raw_connection()
     try:
         dbapi = raw.driver_connection
+        # Settings the code applies to its own transaction (SET LOCAL jit = off, work_mem ...)
+        # are applied again before each statement explained after them, so the plan is the
+        # one the code really gets.
+        settings: list[tuple[str, Any]] = []
         for statement, params in statements:
             head = statement.lstrip().split(None, 1)[0].upper()
-            if head in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "SHOW"):
+            if head == "SET":
+                settings.append((statement, params))
+                continue
+            if head in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SHOW"):
                 continue
             if "pg_advisory" in statement or "alembic_version" in statement:
                 continue
@@ -75,6 +82,8 @@ def explain(
                 continue
             cur = dbapi.cursor()
             try:
+                for setting, setting_params in settings:
+                    cur.execute(setting, setting_params)
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) " + statement, params)
                 plan = "\n".join(r[0] for r in cur.fetchall())
             except Exception as exc:  # noqa: BLE001 - report, never abort the bench
