@@ -4,7 +4,8 @@ Usage in a route::
 
     return idempotent(request, session, principal, now, settings, body_for_hash, work)
 
-where ``work()`` returns ``(status_code, json_body, headers)``. Without the header the
+where ``body_for_hash`` is the request body as a JSON-mode dump (``model_dump(mode="json")``)
+and ``work()`` returns ``(status_code, json_body, headers)``. Without the header the
 work simply runs. With it: phase 1 commits an in-flight marker on the request session;
 phase 2 runs the work and stores its answer on the marker, committed with the work by the
 request dependency. A failure in phase 2 removes the marker so a retry can run.
@@ -51,7 +52,7 @@ def idempotent(
         key=key,
         method=method,
         path=path,
-        request_hash=canonical_hash({"body": jsonable_encoder(body)}),
+        request_hash=canonical_hash({"body": body}),
         now=now,
         settings=settings,
     )

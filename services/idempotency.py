@@ -64,51 +64,45 @@ def claim(
     """
     validate_key(key)
     lease = now + timedelta(seconds=settings.idempotency_lease_seconds)
-    existing = _find(session, principal_key, key)
-    if existing is not None and existing.expires_at <= now:
-        # Past retention: forget it (as if purged) and start afresh.
-        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == existing.id))
-        session.flush()
-        existing = None
-    if existing is None:
-        # Opportunistic clean-up of this caller's expired keys (the scheduler can purge all).
-        session.execute(
-            delete(IdempotencyRecord)
-            .where(
-                IdempotencyRecord.principal_key == principal_key,
-                IdempotencyRecord.expires_at <= now,
-            )
-            .execution_options(synchronize_session=False)
+    # This caller's keys past retention are forgotten first (as if purged; the scheduler
+    # purges everyone's), so an expired key is simply claimed afresh below.
+    session.execute(
+        delete(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.principal_key == principal_key,
+            IdempotencyRecord.expires_at <= now,
         )
-        # INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same key makes this
-        # one wait for it (no savepoint, no error), then find its marker below.
-        table = IdempotencyRecord.__table__
-        record_id = new_id()
-        inserted = session.execute(
-            dialect_insert(session)(table)
-            .values(
-                id=record_id,
-                principal_key=principal_key,
-                key=key,
-                method=method,
-                path=path,
-                request_hash=request_hash,
-                status_code=None,
-                lease_expires_at=lease,
-                created_at=now,
-                expires_at=now + timedelta(hours=settings.idempotency_ttl_hours),
-            )
-            .on_conflict_do_nothing(index_elements=["principal_key", "key"])
-            .returning(table.c.id)
-        ).scalar_one_or_none()
-        if inserted is not None:
-            return Claim(record_id=record_id)
-        existing = _find(session, principal_key, key)
-        if existing is None:  # pragma: no cover - the winner failed and released it
-            raise Conflict(
-                "a request with this Idempotency-Key is in progress; retry shortly",
-                headers={"Retry-After": "1"},
-            )
+        .execution_options(synchronize_session=False)
+    )
+    # INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same key makes this one
+    # wait for it (no savepoint, no error), then find its marker below.
+    table = IdempotencyRecord.__table__
+    record_id = new_id()
+    inserted = session.execute(
+        dialect_insert(session)(table)
+        .values(
+            id=record_id,
+            principal_key=principal_key,
+            key=key,
+            method=method,
+            path=path,
+            request_hash=request_hash,
+            status_code=None,
+            lease_expires_at=lease,
+            created_at=now,
+            expires_at=now + timedelta(hours=settings.idempotency_ttl_hours),
+        )
+        .on_conflict_do_nothing(index_elements=["principal_key", "key"])
+        .returning(table.c.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        return Claim(record_id=record_id)
+    existing = _find(session, principal_key, key)
+    if existing is None:  # pragma: no cover - the winner failed and released it
+        raise Conflict(
+            "a request with this Idempotency-Key is in progress; retry shortly",
+            headers={"Retry-After": "1"},
+        )
     same_request = (
         existing.request_hash == request_hash
         and existing.method == method
