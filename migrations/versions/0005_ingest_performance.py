@@ -37,6 +37,12 @@ DECLARE
     last_hash text;
     last_pos bigint;
 BEGIN
+    -- Only services.audit knows an entry's canonical form; an entry without its content
+    -- hash (an older writer, a hand-made INSERT) would turn every later link into NULL.
+    IF NEW.content_hash IS NULL THEN
+        RAISE EXCEPTION 'audit_log entry % has no content_hash; entries are written by services.audit', NEW.id
+            USING ERRCODE = 'not_null_violation';
+    END IF;
     PERFORM pg_advisory_xact_lock(7362001);
     SELECT hash, chain_seq INTO last_hash, last_pos
       FROM audit_log

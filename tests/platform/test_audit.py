@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentPrincipal, DbSession, Now
 from models.audit import AuditEntry
 from services import audit
+from services.db import make_session_factory
 from services.errors import NotFound
-from tests.conftest import assert_problem, is_postgres
+from tests.conftest import assert_problem, is_postgres, postgres_only
 
 
 def _create_agencies(client, admin, clock, n: int) -> list[str]:
@@ -187,3 +190,46 @@ def test_concurrent_writers_leave_one_unforked_chain(app, factory, session, engi
     assert distinct_prev == total
     result = audit.verify_chain(session)
     assert result.ok and result.checked == total
+
+
+@postgres_only
+def test_entries_are_chained_in_commit_order_not_insert_order(engine, session):
+    """The trigger gives each entry its place when its transaction commits: an entry inserted
+    first but committed last is chained last, and the chain verifies."""
+    factory = make_session_factory(engine)
+    now = datetime.now(UTC)
+    first, second = factory(), factory()
+    try:
+        audit.record(first, actor=None, action="read", at=now, subject_id="slow-writer")
+        first.flush()
+        audit._write_pending(first)  # inserted now (lower seq), committed after `second`
+        audit.record(second, actor=None, action="read", at=now, subject_id="quick-writer")
+        second.commit()
+        first.commit()
+    finally:
+        first.close()
+        second.close()
+    rows = {
+        r.subject_id: r
+        for r in session.execute(
+            select(AuditEntry.subject_id, AuditEntry.seq, AuditEntry.chain_seq)
+        ).all()
+    }
+    slow, quick = rows["slow-writer"], rows["quick-writer"]
+    assert slow.seq < quick.seq
+    assert slow.chain_seq > quick.chain_seq
+    assert audit.verify_chain(session).ok
+
+
+@postgres_only
+def test_an_entry_without_its_content_hash_is_refused(engine, session):
+    """A hand-made (or out-of-date writer's) entry must not poison every later link."""
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_log (id, at, actor_type, action) "
+                "VALUES (:id, now(), 'anonymous', 'read')"
+            ),
+            {"id": str(uuid.uuid4())},
+        )
+    assert session.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
