@@ -229,6 +229,9 @@ def test_reopened_without_a_signal_the_app_still_opens_and_sends_the_queue_later
                 new Promise((_, no) => setTimeout(() => no(new Error('no worker')), 5000))])"""
         )
 
+        # Offline emulation alone has let a request through right after a reload on a busy
+        # machine (CDP re-applies it to the new document); API calls are also refused here.
+        context.route("**/v1/**", lambda route: route.abort("internetdisconnected"))
         context.set_offline(True)
         page.get_by_role("radio", name="Street").check()
         page.get_by_role("radio", name="Contacted").check()
@@ -239,6 +242,7 @@ def test_reopened_without_a_signal_the_app_still_opens_and_sends_the_queue_later
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
         assert contacts_on_server(live_server, cast.coordinator_token, incident["id"]) == []
 
+        context.unroute("**/v1/**")
         context.set_offline(False)
         expect(page.locator("#outbox-banner")).to_be_hidden()
         saved = contacts_on_server(live_server, cast.coordinator_token, incident["id"])
