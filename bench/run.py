@@ -433,7 +433,7 @@ def step_sweep(big_url: str, big: dict) -> dict:
             conn.rollback()
     out["baseline_update_seconds_runs"] = [round(x, 4) for x in base_runs]
     out["baseline_update_seconds"] = round(statistics.median(base_runs), 4)
-    out["ratio_sweep_over_update"] = round(out["sweep_seconds"] / out["baseline_update_seconds"], 1)
+    out["ratio_sweep_over_update"] = round(out["sweep_seconds"] / out["baseline_update_seconds"], 2)
     # 4. EXPLAIN ANALYZE of the sweep's statements (inside a rolled-back transaction).
     rec = explain_mod.Recorder(engine)
     with factory() as s:
