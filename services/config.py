@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=48, ge=24)
     idempotency_lease_seconds: int = Field(default=30, ge=1)
     max_body_bytes: int = 1024 * 1024
+    # Threads that run the (synchronous) route handlers and database work of one worker
+    # process. More threads than database connections only queue on the pool while adding GIL
+    # contention; anyio's own default is 40.
+    threadpool_size: int = Field(default=40, ge=1, le=200)
 
     # Huddles
     huddle_cutoff: time = time(9, 0)
