@@ -48,6 +48,12 @@ def main() -> int:
         "--compare-root",
         help="a checkout of another version: its API replaces the baseline, for an A/B test",
     )
+    p.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        help="NAME=VALUE for the compared API only (with --compare-root), e.g. a setting",
+    )
     args = p.parse_args()
     os.makedirs(LOGS, exist_ok=True)
     url = bench_url()
@@ -60,7 +66,13 @@ def main() -> int:
     }
     if args.compare_root:  # "baseline" is then the other checkout's API
         servers["baseline"] = Server(
-            "api-compare", "api", url, 8193, LOGS, extra_env={"PYTHONPATH": args.compare_root}
+            "api-compare",
+            "api",
+            url,
+            8193,
+            LOGS,
+            extra_env={"PYTHONPATH": args.compare_root}
+            | dict(item.split("=", 1) for item in args.compare_env),
         )
     for s in servers.values():
         s.start()
