@@ -45,9 +45,10 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: int = Field(default=30, ge=1)
     max_body_bytes: int = 1024 * 1024
     # Threads that run the (synchronous) route handlers and database work of one worker
-    # process. More threads than database connections only queue on the pool while adding GIL
-    # contention; anyio's own default is 40.
-    threadpool_size: int = Field(default=40, ge=1, le=200)
+    # process; the same as the database pool's steady size. More threads only queue on the
+    # pool while adding GIL contention: ingest at 1 M ran 200 req/s with 10 threads against
+    # 189 with anyio's default of 40, and 189 with 6 (bench/ingest_followup.py).
+    threadpool_size: int = Field(default=10, ge=1, le=200)
 
     # Huddles
     huddle_cutoff: time = time(9, 0)
