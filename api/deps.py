@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from services import audit
@@ -34,11 +37,26 @@ def client_addr(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _rollback(session: Session) -> None:
+    """Roll back; commit what must survive (refused reads, login failures). Keeps it open."""
+    session.rollback()
+    if audit.keep_only_survivors(session):
+        try:
+            session.commit()
+        except Exception:  # noqa: BLE001 - the original error matters more
+            session.rollback()
+
+
+def _settled(session: Session) -> bool:
+    """Nothing left to commit or roll back: closing it does no I/O."""
+    return not session.in_transaction() and not audit.has_pending(session)
+
+
 def _finish(session: Session) -> None:
     try:
         session.commit()
     except BaseException:
-        _fail(session)
+        _rollback(session)
         raise
     finally:
         audit.discard_pending(session)
@@ -47,25 +65,64 @@ def _finish(session: Session) -> None:
 
 def _fail(session: Session) -> None:
     try:
-        session.rollback()
-        if audit.keep_only_survivors(session):
-            try:
-                session.commit()
-            except Exception:  # noqa: BLE001 - the original error matters more
-                session.rollback()
+        _rollback(session)
     finally:
         audit.discard_pending(session)
         session.close()
 
 
+def end_unit_of_work(call: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a synchronous route handler so the request's session commits (or rolls back) at
+    the end of the handler, in the handler's own thread.
+
+    A request holds its database locks (matching's identity lock, a row it inserted that
+    another request's unique check waits on) until it commits. Were the commit a separate
+    thread-pool hop, every thread could end up waiting on locks held by requests that need a
+    thread to commit - and nothing would move again (seen with 12 parallel notifications
+    about one person and 10 threads). Committed here, a lock is only ever held by a request
+    that holds a thread.
+    """
+
+    @functools.wraps(call)
+    def handler(*args: Any, **kwargs: Any) -> Any:
+        sessions = [v for v in kwargs.values() if isinstance(v, Session)]
+        try:
+            result = call(*args, **kwargs)
+        except BaseException:
+            for session in sessions:
+                _rollback(session)
+            raise
+        for session in sessions:
+            try:
+                session.commit()
+            except BaseException:
+                _rollback(session)
+                raise
+        return result
+
+    return handler
+
+
+class UnitOfWorkRoute(APIRoute):
+    """The route class of every router: a synchronous handler ends its request's unit of
+    work itself (:func:`end_unit_of_work`)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = end_unit_of_work(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
 async def _session(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed before the response is sent.
 
-    On an error the work is rolled back, but audit entries that must survive (refused
-    reads, login failures) are still committed. Opening a session does no I/O (it connects
-    on first use), so it happens on the event loop; the commit or rollback at the end runs
-    in the thread pool - one thread-pool hop fewer per request than a sync generator - and
-    is shielded from cancellation, so a client that hangs up cannot leak a connection.
+    A synchronous handler commits it at its own end, in its own thread (see
+    :func:`end_unit_of_work`); otherwise (a session only the dependencies used, or an error
+    before the handler ran) it is committed or rolled back here, in the thread pool and
+    shielded from cancellation, so a client that hangs up cannot leak a connection. On an
+    error the work is rolled back, but audit entries that must survive (refused reads, login
+    failures) are still committed. Opening a session does no I/O (it connects on first use),
+    so it happens on the event loop.
     """
     session: Session = request.app.state.session_factory()
     audit.set_context(
@@ -74,11 +131,17 @@ async def _session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(_fail, session)
+        if _settled(session):
+            session.close()
+        else:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(_fail, session)
         raise
-    with anyio.CancelScope(shield=True):
-        await run_in_threadpool(_finish, session)
+    if _settled(session):
+        session.close()
+    else:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_finish, session)
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]

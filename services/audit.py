@@ -131,6 +131,10 @@ def keep_only_survivors(session: Session) -> bool:
     return bool(survivors)
 
 
+def has_pending(session: Session) -> bool:
+    return bool(session.info.get(_PENDING))
+
+
 def discard_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
 

@@ -45,10 +45,12 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: int = Field(default=30, ge=1)
     max_body_bytes: int = 1024 * 1024
     # Threads that run the (synchronous) route handlers and database work of one worker
-    # process; the same as the database pool's steady size. More threads only queue on the
-    # pool while adding GIL contention: ingest at 1 M ran 200 req/s with 10 threads against
-    # 189 with anyio's default of 40, and 189 with 6 (bench/ingest_followup.py).
-    threadpool_size: int = Field(default=10, ge=1, le=200)
+    # process (anyio's default is 40). Fewer are faster under ingest load on PostgreSQL (10:
+    # 200 req/s against 189 with 40, at 1 M), but on SQLite a request takes the database's
+    # write lock at its first statement (the auth look-up, one thread-pool hop before its
+    # handler), so more concurrent requests than threads can stall until SQLite's busy
+    # timeout; 40 keeps that out of reach for the embedded default.
+    threadpool_size: int = Field(default=40, ge=1, le=200)
 
     # Huddles
     huddle_cutoff: time = time(9, 0)

@@ -4,13 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api.deps import CurrentPrincipal, DbSession, Now, Paging, require
+from api.deps import CurrentPrincipal, DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.schemas.accounts import AgencyCreate, AgencyOut
 from api.schemas.common import Page, problem_responses
 from services import accounts
 from services.principal import Principal
 
-router = APIRouter(tags=["agencies"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["agencies"])
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

@@ -4,13 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import DbSession, Now, Paging, require
+from api.deps import DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.schemas.alerts import AlertKind, AlertOut, AlertState
 from api.schemas.common import Page, problem_responses
 from services import alerts
 from services.principal import Principal
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["alerts"])
 Reader = Annotated[Principal, Depends(require("coordinator", "outreach"))]
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
 

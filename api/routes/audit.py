@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 from sqlalchemy import select
 
-from api.deps import DbSession, Paging, require
+from api.deps import DbSession, Paging, UnitOfWorkRoute, require
 from api.schemas.accounts import AuditOut
 from api.schemas.common import Page, problem_responses
 from models.audit import AuditEntry
@@ -14,7 +14,7 @@ from services.errors import Invalid
 from services.pagination import keyset_page
 from services.principal import Principal
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["audit"])
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

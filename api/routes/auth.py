@@ -4,13 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 
-from api.deps import AppSettings, CurrentPrincipal, DbSession, Now, client_addr
+from api.deps import AppSettings, CurrentPrincipal, DbSession, Now, UnitOfWorkRoute, client_addr
 from api.schemas.accounts import MeOut, TokenOut
 from api.schemas.common import problem_responses
 from services import auth
 from services.errors import Unauthorized
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["auth"])
 
 
 @router.post("/v1/auth/token", response_model=TokenOut, responses=problem_responses(429))

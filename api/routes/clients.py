@@ -4,13 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from api.deps import DbSession, Now, Paging, require
+from api.deps import DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.schemas.accounts import ClientCreate, ClientCreated, ClientOut
 from api.schemas.common import Page, problem_responses
 from services import accounts
 from services.principal import Principal
 
-router = APIRouter(tags=["api clients"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["api clients"])
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import AppSettings, DbSession, Now, Paging, require
+from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.idempotency import idempotent
 from api.schemas.common import Page, problem_responses
 from api.schemas.contacts import ContactCreate, ContactOut
@@ -15,7 +15,7 @@ from models.contact import ContactAttempt
 from services import follow_ups
 from services.principal import Principal
 
-router = APIRouter(tags=["contacts"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["contacts"])
 Worker = Annotated[Principal, Depends(require("coordinator", "outreach"))]
 
 

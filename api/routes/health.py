@@ -4,11 +4,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from api import metrics
+from api.deps import UnitOfWorkRoute
 from api.problems import problem_response
 from api.schemas.common import Problem, ResponseModel
 from services import migrations
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["operations"])
 
 
 class HealthOut(ResponseModel):

@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from api.deps import AppSettings, DbSession, Now, Paging, require
+from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.schemas.common import Page, problem_responses
 from api.schemas.huddles import (
     Agenda,
@@ -27,7 +27,7 @@ from services import huddles
 from services.errors import Invalid
 from services.principal import Principal
 
-router = APIRouter(tags=["huddles"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["huddles"])
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
 
 TEMPLATES = Environment(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.deps import AppSettings, DbSession, Now, Paging, require
+from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.idempotency import idempotent
 from api.problems import TITLES, problem_type
 from api.schemas.common import Page, problem_responses
@@ -28,7 +28,7 @@ from services import intake
 from services.errors import DomainError
 from services.principal import Principal
 
-router = APIRouter(tags=["incidents"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["incidents"])
 Writer = Annotated[Principal, Depends(require("partner", "coordinator", "outreach"))]
 Reader = Annotated[Principal, Depends(require("partner", "coordinator", "outreach"))]
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import DbSession, Now, Paging, require
+from api.deps import DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.schemas.common import Page, problem_responses
 from api.schemas.incidents import incident_summary
 from api.schemas.persons import (
@@ -20,7 +20,7 @@ from api.schemas.persons import (
 from services import intake, persons
 from services.principal import Principal
 
-router = APIRouter(tags=["persons"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["persons"])
 Reader = Annotated[Principal, Depends(require("coordinator", "outreach"))]
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
 

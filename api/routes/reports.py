@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import AppSettings, DbSession, Now, require
+from api.deps import AppSettings, DbSession, Now, UnitOfWorkRoute, require
 from api.schemas.common import problem_responses
 from api.schemas.reports import SummaryOut
 from services import reports
 from services.principal import Principal
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["reports"])
 Reader = Annotated[Principal, Depends(require("coordinator", "analyst"))]
 DEFAULT_DAYS = 28
 

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from api.deps import DbSession, Now, Paging, require
+from api.deps import DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.schemas.common import Page, problem_responses
 from api.schemas.safety_plans import SafetyPlanIn, SafetyPlanOut
 from services import safety_plans
 from services.principal import Principal
 
-router = APIRouter(tags=["safety plans"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["safety plans"])
 Coordinator = Annotated[Principal, Depends(require("coordinator"))]
 Reader = Annotated[Principal, Depends(require("coordinator", "outreach"))]
 

@@ -4,13 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api.deps import DbSession, Now, Paging, require
+from api.deps import DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.schemas.accounts import UserCreate, UserOut, UserUpdate
 from api.schemas.common import Page, problem_responses
 from services import accounts
 from services.principal import Principal
 
-router = APIRouter(tags=["users"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["users"])
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

@@ -4,13 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from api.deps import AppSettings, DbSession, Now, Paging, require
+from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.schemas.common import Page, problem_responses
 from api.schemas.webhooks import WebhookCreate, WebhookCreated, WebhookOut
 from services import webhooks
 from services.principal import Principal
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["webhooks"])
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

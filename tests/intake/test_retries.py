@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.app import create_app
 from models.contact import ContactAttempt
 from models.idempotency import IdempotencyRecord
 from models.incident import Incident
 from models.person import Person
 from services import idempotency
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, make_settings, postgres_only
 from tests.intake.conftest import count, iso
 
 
@@ -323,4 +325,38 @@ def test_parallel_notifications_about_one_person_without_chi_find_one_person(
         t.join()
     assert statuses == [201] * 8, statuses
     assert count(session, Incident) == 8
+    assert count(session, Person) == 1
+
+
+@postgres_only
+def test_more_waiters_on_one_persons_lock_than_threads_still_all_finish(
+    db_url, engine, clock, cast, body, session
+):
+    """Twelve notifications about one person through a pool of three threads: each request
+    holds matching's identity lock until it commits, and commits in the thread it holds, so
+    the waiters cannot starve the holder of a thread (with the commit in a separate hop this
+    hung for good)."""
+    app = create_app(make_settings(db_url, threadpool_size=3), engine=engine, clock=clock)
+    person = {"given_name": "Iona", "family_name": "Reid", "date_of_birth": "1979-09-09"}
+    n = 12
+    barrier = threading.Barrier(n)
+    statuses: list[int] = []
+    with TestClient(app, raise_server_exceptions=False) as c:
+
+        def go(i: int):
+            barrier.wait()
+            r = c.post(
+                "/v1/incidents",
+                json=body(source_ref=f"STARVE-{i}", person=person),
+                headers=cast.partner_a.headers,
+            )
+            statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=go, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "requests still waiting after 60 s"
+    assert statuses == [201] * n, statuses
     assert count(session, Person) == 1
