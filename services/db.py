@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -53,8 +54,11 @@ def insert_rows(session: Session, table, rows: list[dict]) -> None:
     session.connection().execute(statement, rows[0] if len(rows) == 1 else rows)
 
 
-def dialect_insert(session: Session):
+def insert_for(dialect: str):
     """The dialect's ``insert`` (PostgreSQL or SQLite), for ``ON CONFLICT`` clauses."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+def dialect_insert(session: Session):
+    """:func:`insert_for` the session's database."""
+    return insert_for(session.get_bind().dialect.name)

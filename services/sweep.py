@@ -47,7 +47,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from models.alert import ALERT_KINDS, Alert
@@ -56,6 +55,7 @@ from models.incident import Incident
 from models.safety_plan import SafetyPlanAction, SafetyPlanVersion
 from services import webhooks
 from services.config import Settings
+from services.db import insert_for
 
 log = logging.getLogger("nfod.sweep")
 
@@ -125,10 +125,6 @@ def _md5(dialect: str, session: Session, value: ColumnElement[str]) -> ColumnEle
     return func.md5(value)
 
 
-def _insert(dialect: str):
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 def _raise(session: Session, dialect: str, source) -> list[Any]:
     """INSERT the alerts ``source`` selects unless their dedupe key exists; return new ones."""
     table = Alert.__table__
@@ -136,7 +132,7 @@ def _raise(session: Session, dialect: str, source) -> list[Any]:
     # (no deadlocks between them).
     source = source.order_by(text("4"))
     stmt = (
-        _insert(dialect)(table)
+        insert_for(dialect)(table)
         .from_select(_ALERT_COLUMNS, source)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(
@@ -350,7 +346,7 @@ def _cluster(session: Session, dialect: str, at: datetime, settings: Settings) -
         return []
     table = Alert.__table__
     stmt = (
-        _insert(dialect)(table)
+        insert_for(dialect)(table)
         .values(values)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(
