@@ -30,13 +30,6 @@ from bench.run import LOGS, load, sample_people
 from bench.servers import Server
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (clock ticks of /proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=3)
@@ -113,7 +106,7 @@ def main() -> int:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
-                cpu0 = cpu_seconds(s.pid)
+                cpu0 = s.cpu_seconds()
                 out = load(
                     s.base,
                     "--mode",
@@ -130,7 +123,7 @@ def main() -> int:
                 )
                 if spy:
                     spy.wait()
-                per_request = (cpu_seconds(s.pid) - cpu0) * 1000 / max(1, out["ok"])
+                per_request = (s.cpu_seconds() - cpu0) * 1000 / max(1, out["ok"])
                 cpu_ms[name].append(round(per_request, 2))
                 rps[name].append(out["throughput_rps"])
                 p99[name].append(out["latency"].get("p99_ms", 0))

@@ -485,13 +485,6 @@ def load(base: str, *args: str, timeout: float = 600) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def step_ingest(big_url: str) -> dict:
     """Full-speed ingest (16 connections) and a fixed 100 req/s, baseline then API.
 
@@ -514,7 +507,7 @@ def step_ingest(big_url: str) -> dict:
             if kind == "api":
                 runs.append(("max_keys", ["--idempotency-keys"]))
             for label, extra in runs:
-                cpu0 = _cpu_seconds(server.pid)
+                cpu0 = server.cpu_seconds()
                 result = load(
                     server.base,
                     "--mode",
@@ -526,7 +519,7 @@ def step_ingest(big_url: str) -> dict:
                     *common,
                     *extra,
                 )
-                used = _cpu_seconds(server.pid) - cpu0
+                used = server.cpu_seconds() - cpu0
                 result["server_cpu_ms_per_request"] = round(used * 1000 / max(1, result["ok"]), 2)
                 out[f"{kind}_{label}"] = result
             out[f"{kind}_rate100"] = load(
@@ -536,7 +529,9 @@ def step_ingest(big_url: str) -> dict:
         finally:
             server.stop()
     base_rps = out["baseline_max"]["throughput_rps"]
-    out["ratio_throughput_api_over_baseline"] = round(out["api_max"]["throughput_rps"] / base_rps, 3)
+    out["ratio_throughput_api_over_baseline"] = round(
+        out["api_max"]["throughput_rps"] / base_rps, 3
+    )
     out["ratio_throughput_api_keys_over_baseline"] = round(
         out["api_max_keys"]["throughput_rps"] / base_rps, 3
     )

@@ -114,6 +114,12 @@ class Server:
             return None
         return None
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (/proc/<pid>/stat)."""
+        with open(f"/proc/{self.proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float | None:
         if not self.proc:
             return None
