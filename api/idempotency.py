@@ -5,10 +5,11 @@ Usage in a route::
     return idempotent(request, session, principal, now, settings, body_for_hash, work)
 
 where ``body_for_hash`` is the request body as a JSON-mode dump (``model_dump(mode="json")``)
-and ``work()`` returns ``(status_code, json_body, headers)``. Without the header the
-work simply runs. With it: phase 1 commits an in-flight marker on the request session;
-phase 2 runs the work and stores its answer on the marker, committed with the work by the
-request dependency. A failure in phase 2 removes the marker so a retry can run.
+and ``work()`` returns ``(status_code, json_body, headers)``, ``json_body`` already JSON-safe
+(a JSON-mode dump, or plain dicts, lists, strings and numbers): it is stored and sent as is.
+Without the header the work simply runs. With it: phase 1 commits an in-flight marker on
+the request session; phase 2 runs the work and stores its answer on the marker, committed
+with the work by the request dependency. A failure in phase 2 removes the marker so a retry can run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -44,7 +44,7 @@ def idempotent(
     key = request.headers.get(HEADER)
     if key is None:
         status, content, headers = work()
-        return JSONResponse(jsonable_encoder(content), status_code=status, headers=headers)
+        return JSONResponse(content, status_code=status, headers=headers)
     method, path = request.method, request.url.path
     claim = idem.claim(
         session,
@@ -64,9 +64,8 @@ def idempotent(
     session.commit()  # phase 1: the marker is visible to concurrent duplicates from now on
     try:
         status, content, headers = work()
-        encoded = jsonable_encoder(content)
         idem.complete(
-            session, record_id=claim.record_id, status_code=status, body=encoded, headers=headers
+            session, record_id=claim.record_id, status_code=status, body=content, headers=headers
         )
         session.flush()
     except BaseException:
@@ -80,4 +79,4 @@ def idempotent(
         except Exception:  # noqa: BLE001 - the original error matters more; the lease expires
             session.rollback()
         raise
-    return JSONResponse(encoded, status_code=status, headers=headers)
+    return JSONResponse(content, status_code=status, headers=headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -266,13 +266,16 @@ def revoke_client(
     return client
 
 
+_CLIENT_BY_KEY = select(ApiClient.id, ApiClient.name, ApiClient.agency_id).where(
+    ApiClient.key_hash == bindparam("key_hash"), ApiClient.revoked_at.is_(None)
+)  # built once: it runs on every partner request (see services.db.plain_insert)
+
+
 def client_by_key(session: Session, key: str):
     """The live API client holding this key: a row of (id, name, agency_id), or None."""
-    return session.execute(
-        select(ApiClient.id, ApiClient.name, ApiClient.agency_id).where(
-            ApiClient.key_hash == hash_api_key(key), ApiClient.revoked_at.is_(None)
-        )
-    ).one_or_none()
+    return (
+        session.connection().execute(_CLIENT_BY_KEY, {"key_hash": hash_api_key(key)}).one_or_none()
+    )
 
 
 def ensure_bootstrap_admin(

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from models.user import LoginFailure, User
@@ -110,6 +110,17 @@ def principal_for_user(user) -> Principal:
     )
 
 
+_USER_BY_ID = select(
+    User.id,
+    User.role,
+    User.agency_id,
+    User.username,
+    User.display_name,
+    User.active,
+    User.token_version,
+).where(User.id == bindparam("id"))  # built once: it runs on every signed-in request
+
+
 def resolve_bearer(
     session: Session, *, settings: Settings, now: datetime, credential: str
 ) -> Principal | None:
@@ -133,17 +144,7 @@ def resolve_bearer(
     claims = read_token(settings.effective_secret_key, credential, now=now)
     if claims is None:
         return None
-    user = session.execute(
-        select(
-            User.id,
-            User.role,
-            User.agency_id,
-            User.username,
-            User.display_name,
-            User.active,
-            User.token_version,
-        ).where(User.id == claims.user_id)
-    ).one_or_none()
+    user = session.connection().execute(_USER_BY_ID, {"id": claims.user_id}).one_or_none()
     if user is None or not user.active or user.token_version != claims.version:
         return None
     return principal_for_user(user)

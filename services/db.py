@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event, insert
+import functools
+
+from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -44,16 +47,29 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 
-def insert_rows(session: Session, table, rows: list[dict]) -> None:
-    """INSERT rows with a statement compiled once and cached: one row is a plain execute,
+@functools.cache
+def plain_insert(table: Table) -> Insert:
+    """``INSERT INTO table`` built once: its parameters come with each execute.
+
+    Statements on the hot paths are built once and reused. SQLAlchemy memoises a statement's
+    cache key on the statement object, so a reused one is looked up in the compiled cache at
+    once, while one built per request is walked clause by clause to make its key (and built:
+    coercion of every column and value) on every call.
+    """
+    return insert(table)
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict]) -> None:
+    """INSERT rows with one statement built and compiled once: one row is a plain execute,
     several an executemany. (A multi-row ``.values([...])`` is compiled afresh on every call,
-    which costs more than the round trips it saves.)"""
+    which costs more than the round trips it saves.) Core, on the session's connection: no
+    ORM execution layer."""
     if not rows:
         return
-    statement = insert(table)
-    session.connection().execute(statement, rows[0] if len(rows) == 1 else rows)
+    session.connection().execute(plain_insert(table), rows[0] if len(rows) == 1 else rows)
 
 
+@functools.cache
 def insert_for(dialect: str):
     """The dialect's ``insert`` (PostgreSQL or SQLite), for ``ON CONFLICT`` clauses."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert

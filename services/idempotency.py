@@ -8,17 +8,18 @@ can run. Keys are kept ``idempotency_ttl_hours`` (>= 24, default 48) and then pu
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from models.base import new_id
 from models.idempotency import IdempotencyRecord
 from services.config import Settings
-from services.db import dialect_insert
+from services.db import insert_for
 from services.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 255
@@ -46,6 +47,32 @@ def _find(session: Session, principal_key: str, key: str) -> IdempotencyRecord |
     ).scalar_one_or_none()
 
 
+# Built once (see services.db.plain_insert): these run on every keyed request.
+_FORGET_EXPIRED = delete(IdempotencyRecord.__table__).where(
+    IdempotencyRecord.__table__.c.principal_key == bindparam("principal_key"),
+    IdempotencyRecord.__table__.c.expires_at <= bindparam("now"),
+)
+_COMPLETE = (
+    update(IdempotencyRecord.__table__)
+    .where(IdempotencyRecord.__table__.c.id == bindparam("record_id"))
+    .values(
+        status_code=bindparam("status_code"),
+        response_body=bindparam("response_body"),
+        response_headers=bindparam("response_headers"),
+    )
+)
+
+
+@functools.cache
+def _claim_insert(dialect: str):
+    table = IdempotencyRecord.__table__
+    return (
+        insert_for(dialect)(table)
+        .on_conflict_do_nothing(index_elements=["principal_key", "key"])
+        .returning(table.c.id)
+    )
+
+
 def claim(
     session: Session,
     *,
@@ -66,34 +93,25 @@ def claim(
     lease = now + timedelta(seconds=settings.idempotency_lease_seconds)
     # This caller's keys past retention are forgotten first (as if purged; the scheduler
     # purges everyone's), so an expired key is simply claimed afresh below.
-    session.execute(
-        delete(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.principal_key == principal_key,
-            IdempotencyRecord.expires_at <= now,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    conn = session.connection()
+    conn.execute(_FORGET_EXPIRED, {"principal_key": principal_key, "now": now})
     # INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same key makes this one
     # wait for it (no savepoint, no error), then find its marker below.
-    table = IdempotencyRecord.__table__
     record_id = new_id()
-    inserted = session.execute(
-        dialect_insert(session)(table)
-        .values(
-            id=record_id,
-            principal_key=principal_key,
-            key=key,
-            method=method,
-            path=path,
-            request_hash=request_hash,
-            status_code=None,
-            lease_expires_at=lease,
-            created_at=now,
-            expires_at=now + timedelta(hours=settings.idempotency_ttl_hours),
-        )
-        .on_conflict_do_nothing(index_elements=["principal_key", "key"])
-        .returning(table.c.id)
+    inserted = conn.execute(
+        _claim_insert(conn.dialect.name),
+        {
+            "id": record_id,
+            "principal_key": principal_key,
+            "key": key,
+            "method": method,
+            "path": path,
+            "request_hash": request_hash,
+            "status_code": None,
+            "lease_expires_at": lease,
+            "created_at": now,
+            "expires_at": now + timedelta(hours=settings.idempotency_ttl_hours),
+        },
     ).scalar_one_or_none()
     if inserted is not None:
         return Claim(record_id=record_id)
@@ -149,11 +167,14 @@ def complete(
     headers: dict[str, str] | None = None,
 ) -> None:
     """Phase 2: store the answer (in the same transaction as the work)."""
-    session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.id == record_id)
-        .values(status_code=status_code, response_body=body, response_headers=headers or None)
-        .execution_options(synchronize_session=False)
+    session.connection().execute(
+        _COMPLETE,
+        {
+            "record_id": record_id,
+            "status_code": status_code,
+            "response_body": body,
+            "response_headers": headers or None,
+        },
     )
 
 

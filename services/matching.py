@@ -13,18 +13,19 @@ Rules (README "Person matching"):
 from __future__ import annotations
 
 import difflib
+import functools
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from models.base import new_id
 from models.person import Person, PossibleDuplicate
-from services.db import insert_rows
+from services.db import insert_rows, plain_insert
 
 _DROP = set(" \t\n\r-\u2010\u2011\u2012\u2013\u2014'\u2019\u2018`\u00b4.")
 # Latin letters that Unicode does not decompose into a base letter plus an accent.
@@ -155,23 +156,77 @@ def _weak_reason(new: Any, other: Any) -> str | None:
     return None
 
 
-def _candidate_conditions(dob: date | None, fkey: str | None, nkey: str | None) -> list:
+@dataclass(frozen=True)
+class _Shape:
+    """Which details a look-up has: the statements differ only by these, so each shape's
+    statement is built once (with bound parameters) and reused."""
+
+    chi: bool
+    strong_name: bool
+    dob: bool
+    swapped_dob: bool
+    family_key: bool
+    name_key: bool
+
+
+def _shape(
+    chi: str | None, fkey: str | None, nkey: str | None, dob: date | None, *, strong_name: bool
+) -> _Shape:
+    return _Shape(
+        chi=bool(chi),
+        strong_name=strong_name,
+        dob=dob is not None,
+        swapped_dob=dob is not None and swapped(dob) is not None,
+        family_key=fkey is not None,
+        name_key=nkey is not None,
+    )
+
+
+def _parameters(chi, fkey, nkey, dob) -> dict[str, Any]:
+    return {
+        "chi": chi,
+        "family_key": fkey,
+        "name_key": nkey,
+        "dob": dob,
+        "swapped_dob": swapped(dob) if dob else None,
+    }
+
+
+def _candidate_conditions(shape: _Shape) -> list:
     """SQL for every person :func:`_weak_reason` could accept (it decides; this narrows)."""
     conditions = []
-    if dob:
-        conditions.append(Person.date_of_birth == dob)  # same birthday: names compared in Python
-        alt = swapped(dob)
-        if alt:
-            same_family = Person.family_key == fkey if fkey else Person.family_key.is_(None)
-            conditions.append(and_(Person.date_of_birth == alt, same_family))
-    if nkey:
+    if shape.dob:
+        # Same birthday: names are compared in Python.
+        conditions.append(Person.date_of_birth == bindparam("dob"))
+        if shape.swapped_dob:
+            same_family = (
+                Person.family_key == bindparam("family_key")
+                if shape.family_key
+                else Person.family_key.is_(None)
+            )
+            conditions.append(and_(Person.date_of_birth == bindparam("swapped_dob"), same_family))
+    if shape.name_key:
         # The same name counts on its own only when a date of birth is missing.
+        same_name = Person.name_key == bindparam("name_key")
         conditions.append(
-            Person.name_key == nkey
-            if dob is None
-            else and_(Person.name_key == nkey, Person.date_of_birth.is_(None))
+            same_name if not shape.dob else and_(same_name, Person.date_of_birth.is_(None))
         )
     return conditions
+
+
+@functools.cache
+def _candidates_statement(shape: _Shape):
+    conditions = _candidate_conditions(shape)
+    if not conditions:
+        return None
+    return (
+        select(Person)
+        .where(
+            or_(*conditions), Person.merged_into_id.is_(None), Person.id != bindparam("person_id")
+        )
+        .order_by(Person.created_at, Person.id)
+        .limit(CANDIDATE_LIMIT)
+    )
 
 
 def record_candidates(
@@ -183,14 +238,12 @@ def record_candidates(
     otherwise they are read here.
     """
     if others is None:
-        conditions = _candidate_conditions(person.date_of_birth, person.family_key, person.name_key)
-        if not conditions:
+        dob, fkey, nkey = person.date_of_birth, person.family_key, person.name_key
+        statement = _candidates_statement(_shape(None, fkey, nkey, dob, strong_name=False))
+        if statement is None:
             return 0
         others = session.execute(
-            select(Person)
-            .where(or_(*conditions), Person.merged_into_id.is_(None), Person.id != person.id)
-            .order_by(Person.created_at, Person.id)
-            .limit(CANDIDATE_LIMIT)
+            statement, {**_parameters(None, fkey, nkey, dob), "person_id": person.id}
         ).scalars()
     rows = []
     for other in others:
@@ -213,6 +266,15 @@ def record_candidates(
     return len(rows)
 
 
+@functools.cache
+def _identity_lock(keys: int):
+    """``SELECT pg_advisory_xact_lock(...)`` for that many identity keys, built once.
+    PostgreSQL evaluates the select list left to right, so the locks are taken in the order
+    of the parameters."""
+    locks = ", ".join(f"pg_advisory_xact_lock(hashtextextended(:k{i}, 7362))" for i in range(keys))
+    return text(f"SELECT {locks}")
+
+
 def _serialise_identity(session: Session, details: PersonDetails, nkey: str | None) -> None:
     """Two notifications about the same person at the same moment must find one person.
 
@@ -220,7 +282,8 @@ def _serialise_identity(session: Session, details: PersonDetails, nkey: str | No
     transaction-scoped advisory lock per identity (CHI; name key + date of birth), in a fixed
     order so two keys can never deadlock. SQLite already serialises writers (BEGIN IMMEDIATE).
     """
-    if session.get_bind().dialect.name != "postgresql":
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
         return
     keys = []
     if details.chi:
@@ -229,13 +292,8 @@ def _serialise_identity(session: Session, details: PersonDetails, nkey: str | No
         keys.append(f"name:{nkey}:{details.date_of_birth.isoformat()}")
     if not keys:
         return
-    # One statement; PostgreSQL evaluates the select list left to right, so the locks are
-    # taken in sorted order.
-    keys.sort()
-    locks = ", ".join(
-        f"pg_advisory_xact_lock(hashtextextended(:k{i}, 7362))" for i in range(len(keys))
-    )
-    session.execute(text(f"SELECT {locks}"), {f"k{i}": key for i, key in enumerate(keys)})
+    keys.sort()  # one statement, the locks in sorted order
+    conn.execute(_identity_lock(len(keys)), {f"k{i}": key for i, key in enumerate(keys)})
 
 
 _MATCH_COLUMNS = (
@@ -253,6 +311,37 @@ _MATCH_COLUMNS = (
 )
 
 
+@functools.cache
+def _match_statement(shape: _Shape):
+    """The one ranked look-up of :func:`match_or_create` for details of this shape (None
+    when they give nothing to look up by): the person holding the CHI first, then strong
+    name matches, then the weak candidates a new person is compared with."""
+    rank = []
+    if shape.chi:
+        rank.append((Person.chi == bindparam("chi"), 0))
+    if shape.strong_name:
+        rank.append(
+            (
+                and_(
+                    Person.name_key == bindparam("name_key"),
+                    Person.date_of_birth == bindparam("dob"),
+                    Person.merged_into_id.is_(None),
+                ),
+                1,
+            )
+        )
+    conditions = [condition for condition, _ in rank]
+    weak = _candidate_conditions(shape)
+    if weak:
+        conditions.append(and_(or_(*weak), Person.merged_into_id.is_(None)))
+    if not conditions:
+        return None
+    order = [Person.created_at, Person.id]
+    if rank:
+        order.insert(0, case(*rank, else_=2))
+    return select(*_MATCH_COLUMNS).where(or_(*conditions)).order_by(*order).limit(CANDIDATE_LIMIT)
+
+
 def match_or_create(session: Session, details: PersonDetails, *, now: datetime) -> tuple[str, bool]:
     """The id of the person these details describe, and whether it was created. Never
     merges on a guess.
@@ -264,37 +353,16 @@ def match_or_create(session: Session, details: PersonDetails, *, now: datetime) 
     fkey = normalise_name(details.family_name)
     nkey = name_key(details.family_name, details.given_name)
     _serialise_identity(session, details, nkey)
+    dob = details.date_of_birth
     strong_name = (
-        fkey is not None
-        and normalise_name(details.given_name) is not None
-        and details.date_of_birth is not None
+        fkey is not None and normalise_name(details.given_name) is not None and dob is not None
     )
-    rank = []
-    if details.chi:
-        rank.append((Person.chi == details.chi, 0))
-    if strong_name:
-        rank.append(
-            (
-                and_(
-                    Person.name_key == nkey,
-                    Person.date_of_birth == details.date_of_birth,
-                    Person.merged_into_id.is_(None),
-                ),
-                1,
-            )
-        )
-    conditions = [condition for condition, _ in rank]
-    weak = _candidate_conditions(details.date_of_birth, fkey, nkey)
-    if weak:
-        conditions.append(and_(or_(*weak), Person.merged_into_id.is_(None)))
+    shape = _shape(details.chi, fkey, nkey, dob, strong_name=strong_name)
+    statement = _match_statement(shape)
+    conn = session.connection()
     rows = []
-    if conditions:
-        order = [Person.created_at, Person.id]
-        if rank:
-            order.insert(0, case(*rank, else_=2))
-        rows = session.execute(
-            select(*_MATCH_COLUMNS).where(or_(*conditions)).order_by(*order).limit(CANDIDATE_LIMIT)
-        ).all()
+    if statement is not None:
+        rows = conn.execute(statement, _parameters(details.chi, fkey, nkey, dob)).all()
     if details.chi:
         for row in rows:
             if row.chi == details.chi:
@@ -336,7 +404,7 @@ def match_or_create(session: Session, details: PersonDetails, *, now: datetime) 
         "updated_at": now,
     }
     # Core statements: intake's hot path skips the ORM unit of work.
-    session.connection().execute(insert(Person.__table__), values)
+    conn.execute(plain_insert(Person.__table__), values)
     record_candidates(
         session,
         Person(**values),

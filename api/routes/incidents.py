@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -154,7 +155,8 @@ def create_batch(
                 results.append({"index": index, "status": status, "id": out.id})
             except DomainError as exc:
                 results.append({"index": index, "status": exc.status, "error": _problem_of(exc)})
-        return 207, {"results": results}, {}
+        # Problem bodies carry domain values (ids, codes): made JSON-safe like any answer.
+        return 207, jsonable_encoder({"results": results}), {}
 
     return idempotent(
         request, session, principal, now, settings, body.model_dump(mode="json"), work
