@@ -111,6 +111,28 @@ def test_failed_work_releases_the_key(client, cast, body, session, clock):
     assert client.post("/v1/incidents", json=body(), headers=h).status_code == 201
 
 
+def test_a_key_past_retention_is_free_again_before_the_purge(client, cast, body, session, clock):
+    h = cast.partner_a.headers | {"Idempotency-Key": "reused-later"}
+    first = client.post("/v1/incidents", json=body(), headers=h)
+    assert first.status_code == 201
+    clock.advance(hours=47)  # still kept: another body under the key is refused
+    assert_problem(client.post("/v1/incidents", json=body(notes="other"), headers=h), 422)
+    clock.advance(hours=2)  # past 48 hours, not purged yet: the key starts afresh
+    other = body(notes="other")
+    second = client.post("/v1/incidents", json=other, headers=h)
+    assert second.status_code == 201, second.text
+    assert second.json()["id"] != first.json()["id"]
+    rec = session.execute(select(IdempotencyRecord)).scalar_one()
+    assert rec.response_body["id"] == second.json()["id"]
+    assert rec.expires_at - rec.created_at == timedelta(hours=48)
+    session.rollback()
+    # ... and replays the new answer from now on
+    again = client.post("/v1/incidents", json=other, headers=h)
+    assert again.json()["id"] == second.json()["id"]
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert count(session, Incident) == 2
+
+
 def test_keys_are_kept_48_hours_then_purged(client, cast, body, session, clock):
     h = cast.partner_a.headers | {"Idempotency-Key": "old"}
     first = client.post("/v1/incidents", json=body(), headers=h).json()
