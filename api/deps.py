@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable
@@ -113,8 +114,25 @@ class UnitOfWorkRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
 
 
+def _session_slots(request: Request) -> asyncio.Semaphore:
+    """The worker's admission limit for database sessions (``Settings.session_slots``), one
+    per event loop (a test client may run the app on more than one)."""
+    loop = asyncio.get_running_loop()
+    state = request.app.state
+    current = getattr(state, "session_slots", None)
+    if current is None or current[0] is not loop:
+        current = (loop, asyncio.Semaphore(state.settings.session_slots))
+        state.session_slots = current
+    return current[1]
+
+
 async def _session(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed before the response is sent.
+
+    At most ``Settings.session_slots`` requests of a worker hold one at a time; the others
+    wait here, on the event loop, with neither a thread nor a connection (the request body
+    has already been read). So the connection pool is never exhausted and never churns under
+    overload, and every request holding a session can get a thread to finish with.
 
     A synchronous handler commits it at its own end, in its own thread (see
     :func:`end_unit_of_work`); otherwise (a session only the dependencies used, or an error
@@ -124,24 +142,25 @@ async def _session(request: Request) -> AsyncIterator[Session]:
     failures) are still committed. Opening a session does no I/O (it connects on first use),
     so it happens on the event loop.
     """
-    session: Session = request.app.state.session_factory()
-    audit.set_context(
-        session, request_id=request.state.request_id, client_addr=client_addr(request)
-    )
-    try:
-        yield session
-    except BaseException:
+    async with _session_slots(request):
+        session: Session = request.app.state.session_factory()
+        audit.set_context(
+            session, request_id=request.state.request_id, client_addr=client_addr(request)
+        )
+        try:
+            yield session
+        except BaseException:
+            if _settled(session):
+                session.close()
+            else:
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(_fail, session)
+            raise
         if _settled(session):
             session.close()
         else:
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool(_fail, session)
-        raise
-    if _settled(session):
-        session.close()
-    else:
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(_finish, session)
+                await run_in_threadpool(_finish, session)
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select
 
 from models.agency import Agency
 from models.incident import Incident
+from services.config import load_settings
 from services.db import make_engine
 
 
@@ -29,7 +30,8 @@ def _ts(value: str) -> datetime:
 
 
 def create_app() -> FastAPI:
-    engine = make_engine(os.environ["NFOD_DATABASE_URL"])
+    # The API's own engine settings (pool size from the same Settings).
+    engine = make_engine(os.environ["NFOD_DATABASE_URL"], pool_size=load_settings().db_pool_size)
     with engine.connect() as conn:
         source = conn.execute(select(Agency.id).order_by(Agency.name).limit(1)).scalar_one()
     app = FastAPI()

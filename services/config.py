@@ -51,6 +51,22 @@ class Settings(BaseSettings):
     # handler), so more concurrent requests than threads can stall until SQLite's busy
     # timeout; 40 keeps that out of reach for the embedded default.
     threadpool_size: int = Field(default=40, ge=1, le=200)
+    # Requests that hold a database session at once, per worker process (at most
+    # threadpool_size). The rest wait their turn on the event loop, holding neither a thread
+    # nor a connection, so overload queues instead of exhausting the connection pool; and
+    # since every admitted request can always get a thread, none can starve another that
+    # holds a lock (SQLite's write lock, matching's identity lock) of the thread it needs.
+    db_sessions: int = Field(default=10, ge=1, le=200)
+
+    @property
+    def session_slots(self) -> int:
+        return min(self.db_sessions, self.threadpool_size)
+
+    @property
+    def db_pool_size(self) -> int:
+        """Connections kept open: every admitted request's, plus a few for the in-process
+        scheduler and probes, so that steady load never opens and closes connections."""
+        return self.session_slots + 4
 
     # Huddles
     huddle_cutoff: time = time(9, 0)
