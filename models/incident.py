@@ -78,6 +78,19 @@ class Incident(Base):
             sqlite_where=text("discussed_at_huddle_id IS NULL"),
         ),
         Index("ix_incidents_discussed_at_huddle_id", "discussed_at_huddle_id"),
+        # The agenda's "follow_ups" section: discussed and still awaiting contact. Exact, so
+        # a partner's back-fill of thousands of undiscussed incidents awaiting contact is not
+        # read (and filtered out) by every agenda.
+        Index(
+            "ix_incidents_discussed_awaiting_contact_due_at",
+            "contact_due_at",
+            postgresql_where=text(
+                "discussed_at_huddle_id IS NOT NULL AND fu_status = 'awaiting_contact'"
+            ),
+            sqlite_where=text(
+                "discussed_at_huddle_id IS NOT NULL AND fu_status = 'awaiting_contact'"
+            ),
+        ),
     )
 
     id: Mapped[str] = id_column()

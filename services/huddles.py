@@ -29,7 +29,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, case, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -129,6 +129,12 @@ def _build_items(
     cutoff = cal.cutoff_at(day)
     next_cutoff = cal.cutoff_at(cal.next_working_day(day))
     where = and_(condition, incident_scope(principal))
+    if session.get_bind().dialect.name == "postgresql":
+        # Plans for this day's dates, for this transaction only: once the driver prepares
+        # these statements (from their sixth run on a connection) PostgreSQL would settle on
+        # a generic plan, which for the 30- and 365-day counts below reads the whole year's
+        # incidents (14 ms instead of 1.7 ms on the 10 k bench data set).
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
     # 1. The incidents with their source agency: plain rows of the columns an item shows
     # (no ORM entities - an agenda is read-only and building ~100 entities cost more than

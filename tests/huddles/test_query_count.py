@@ -83,5 +83,6 @@ def test_agenda_query_count_does_not_grow_with_its_length(
     large = measure()
     assert (small[0], large[0]) == (3, 60)
     assert small[1:] == large[1:], (small, large)
-    # The service itself: huddle lookup + incidents + substances + people + counts.
-    assert large[2] == 5
+    # The service itself: huddle lookup + incidents + substances + people + counts (and, on
+    # PostgreSQL, the SET LOCAL that gives those their own custom plans).
+    assert large[2] == (6 if engine.dialect.name == "postgresql" else 5)
