@@ -1138,6 +1138,10 @@ def generate(
     # this machine's PostgreSQL runs with autovacuum off, so the bench does it itself.
     for t in BULK_TABLES:
         conn.execute(f"VACUUM (ANALYZE) {t}")
+    # And a checkpoint: the load wrote gigabytes of WAL, and the server's own checkpoints of
+    # it would otherwise flush in the middle of the first measurements (commits stalling on
+    # I/O, seen as 100-250 ms tails on whichever read the bench was timing).
+    conn.execute("CHECKPOINT")
     conn.close()
     total = time.perf_counter() - t0
     say(f"loaded in {loaded:.1f}s; vacuumed and analysed, done in {total:.1f}s")
