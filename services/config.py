@@ -45,11 +45,7 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: int = Field(default=30, ge=1)
     max_body_bytes: int = 1024 * 1024
     # Threads that run the (synchronous) route handlers and database work of one worker
-    # process (anyio's default is 40). Fewer are faster under ingest load on PostgreSQL (10:
-    # 200 req/s against 189 with 40, at 1 M), but on SQLite a request takes the database's
-    # write lock at its first statement (the auth look-up, one thread-pool hop before its
-    # handler), so more concurrent requests than threads can stall until SQLite's busy
-    # timeout; 40 keeps that out of reach for the embedded default.
+    # process (anyio's default is 40).
     threadpool_size: int = Field(default=40, ge=1, le=200)
     # Requests that hold a database session at once, per worker process (at most
     # threadpool_size). The rest wait their turn on the event loop, holding neither a thread
@@ -57,16 +53,6 @@ class Settings(BaseSettings):
     # since every admitted request can always get a thread, none can starve another that
     # holds a lock (SQLite's write lock, matching's identity lock) of the thread it needs.
     db_sessions: int = Field(default=10, ge=1, le=200)
-
-    @property
-    def session_slots(self) -> int:
-        return min(self.db_sessions, self.threadpool_size)
-
-    @property
-    def db_pool_size(self) -> int:
-        """Connections kept open: every admitted request's, plus a few for the in-process
-        scheduler and probes, so that steady load never opens and closes connections."""
-        return self.session_slots + 4
 
     # Huddles
     huddle_cutoff: time = time(9, 0)
@@ -113,6 +99,16 @@ class Settings(BaseSettings):
                 "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
         return self
+
+    @property
+    def session_slots(self) -> int:
+        return min(self.db_sessions, self.threadpool_size)
+
+    @property
+    def db_pool_size(self) -> int:
+        """Connections kept open: every admitted request's, plus a few for the in-process
+        scheduler and probes, so that steady load never opens and closes connections."""
+        return self.session_slots + 4
 
     @property
     def effective_secret_key(self) -> str:

@@ -75,6 +75,13 @@ def insert_for(dialect: str):
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-def dialect_insert(session: Session):
-    """:func:`insert_for` the session's database."""
-    return insert_for(session.get_bind().dialect.name)
+@functools.cache
+def insert_unless_conflict(dialect: str, table: Table, *conflict_columns: str) -> Insert:
+    """``INSERT INTO table ... ON CONFLICT (conflict_columns) DO NOTHING RETURNING id``, built
+    once per dialect (see :func:`plain_insert`): a row that the unique index refuses inserts
+    nothing and returns no row, with no error and no savepoint."""
+    return (
+        insert_for(dialect)(table)
+        .on_conflict_do_nothing(index_elements=list(conflict_columns))
+        .returning(table.c.id)
+    )

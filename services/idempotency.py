@@ -8,7 +8,6 @@ can run. Keys are kept ``idempotency_ttl_hours`` (>= 24, default 48) and then pu
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 from models.base import new_id
 from models.idempotency import IdempotencyRecord
 from services.config import Settings
-from services.db import insert_for
+from services.db import insert_unless_conflict
 from services.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 255
@@ -48,29 +47,20 @@ def _find(session: Session, principal_key: str, key: str) -> IdempotencyRecord |
 
 
 # Built once (see services.db.plain_insert): these run on every keyed request.
-_FORGET_EXPIRED = delete(IdempotencyRecord.__table__).where(
-    IdempotencyRecord.__table__.c.principal_key == bindparam("principal_key"),
-    IdempotencyRecord.__table__.c.expires_at <= bindparam("now"),
+_RECORDS = IdempotencyRecord.__table__
+_FORGET_EXPIRED = delete(_RECORDS).where(
+    _RECORDS.c.principal_key == bindparam("principal_key"),
+    _RECORDS.c.expires_at <= bindparam("now"),
 )
 _COMPLETE = (
-    update(IdempotencyRecord.__table__)
-    .where(IdempotencyRecord.__table__.c.id == bindparam("record_id"))
+    update(_RECORDS)
+    .where(_RECORDS.c.id == bindparam("record_id"))
     .values(
         status_code=bindparam("status_code"),
         response_body=bindparam("response_body"),
         response_headers=bindparam("response_headers"),
     )
 )
-
-
-@functools.cache
-def _claim_insert(dialect: str):
-    table = IdempotencyRecord.__table__
-    return (
-        insert_for(dialect)(table)
-        .on_conflict_do_nothing(index_elements=["principal_key", "key"])
-        .returning(table.c.id)
-    )
 
 
 def claim(
@@ -99,7 +89,7 @@ def claim(
     # wait for it (no savepoint, no error), then find its marker below.
     record_id = new_id()
     inserted = conn.execute(
-        _claim_insert(conn.dialect.name),
+        insert_unless_conflict(conn.dialect.name, _RECORDS, "principal_key", "key"),
         {
             "id": record_id,
             "principal_key": principal_key,

@@ -6,7 +6,6 @@ commits. Access rules come from services.access (a record outside reach is NotFo
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -25,7 +24,7 @@ from models.person import Person
 from services import audit, chi, matching, postcodes
 from services.access import incident_scope
 from services.config import Settings
-from services.db import insert_for, insert_rows
+from services.db import insert_rows, insert_unless_conflict
 from services.errors import Conflict, Invalid, NotFound
 from services.pagination import Page, decode_cursor, keyset_page
 from services.principal import Principal
@@ -313,18 +312,6 @@ def create_incident_with_substances(
     return incident, True, list(norm.substances)
 
 
-@functools.cache
-def _incident_insert(dialect: str):
-    """The intake INSERT, built once per dialect (see services.db.plain_insert): a used
-    source_ref makes it insert nothing and return no row."""
-    table = Incident.__table__
-    return (
-        insert_for(dialect)(table)
-        .on_conflict_do_nothing(index_elements=["source_agency_id", "source_ref"])
-        .returning(table.c.id)
-    )
-
-
 def _insert(
     session: Session,
     principal: Principal,
@@ -371,7 +358,10 @@ def _insert(
     # Core INSERTs: the hot path of intake skips the ORM unit of work. The Incident built
     # from the same values (never added to the session) is what the caller answers with.
     conn = session.connection()
-    stored = conn.execute(_incident_insert(conn.dialect.name), values).scalar_one_or_none()
+    statement = insert_unless_conflict(
+        conn.dialect.name, Incident.__table__, "source_agency_id", "source_ref"
+    )
+    stored = conn.execute(statement, values).scalar_one_or_none()  # None: source_ref used
     if stored is None:
         # source_ref already used: take back the person matching just created for it (a
         # repeat of a request whose person could not be matched strongly); the caller then
