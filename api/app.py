@@ -20,7 +20,7 @@ from api.middleware import RequestContextMiddleware
 from api.routes import ROUTERS
 from services import accounts
 from services.config import Settings, get_settings
-from services.db import make_engine, make_session_factory
+from services.db import make_engine, make_request_session_factory, make_session_factory
 
 log = logging.getLogger("nfod.app")
 WEB_DIR = next(
@@ -90,6 +90,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.request_session_factory = make_request_session_factory(engine)
     app.state.clock = clock
 
     problems.install(app)

@@ -140,10 +140,11 @@ async def _session(request: Request) -> AsyncIterator[Session]:
     shielded from cancellation, so a client that hangs up cannot leak a connection. On an
     error the work is rolled back, but audit entries that must survive (refused reads, login
     failures) are still committed. Opening a session does no I/O (it connects on first use),
-    so it happens on the event loop.
+    so it happens on the event loop. It keeps its connection from first use until it is
+    closed, across commits (services.db.RequestSession).
     """
     async with _session_slots(request):
-        session: Session = request.app.state.session_factory()
+        session: Session = request.app.state.request_session_factory()
         audit.set_context(
             session, request_id=request.state.request_id, client_addr=client_addr(request)
         )

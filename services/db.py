@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+import time
+from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy import Connection, Engine, Table, create_engine, event, exc, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, *, ping_after_idle: float = 1.0, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
@@ -34,17 +36,106 @@ def make_engine(url: str, **kwargs) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_timeout", 10)
     if url.startswith("postgresql"):
         kwargs.setdefault("connect_args", {"connect_timeout": 5})
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine, ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, after: float) -> None:
+    """Pessimistic disconnect handling, paid for only where it can find something.
+
+    A pooled connection that sat idle for ``after`` seconds or more is pinged when it is
+    checked out, and replaced if the server no longer answers (a restarted PostgreSQL, an
+    idle connection cut by a firewall). One back in the pool for less than that was in use
+    a moment ago: pinging it would be a round trip on every request for nothing. Should
+    the server go away in that moment, the request's first statement fails as a disconnect
+    (503, problems.py), which also invalidates every older connection of the pool, so they
+    are all replaced before their next use - the same outcome as with ``pool_pre_ping``.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection, record):  # a new connection needs no ping
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_connection, record):
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, record, _proxy):
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since < after:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # One dead, all suspect (a restarted server): every older connection is
+            # replaced before its next use, not only the idle ones.
+            raise exc.InvalidatePoolError(str(error)) from error
+        if not alive:  # pragma: no cover - do_ping answers True or raises
+            raise exc.InvalidatePoolError("the connection did not answer a ping")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+class RequestSession(Session):
+    """A session that keeps one connection from its first use until it is closed.
+
+    A plain session returns its connection to the pool at every commit and checks one out
+    (with the pre-ping's round trip) at its next use. A request that commits twice - an
+    Idempotency-Key's in-flight marker first, then the work - would pay that twice. This one
+    binds itself to a connection of its engine at first use, so its transactions all run on
+    that connection; the connection goes back to the pool when the session is closed (or
+    reset, or invalidated). Commit, rollback and the session's events are unchanged: each
+    transaction is still begun and ended by the session.
+    """
+
+    _held: Connection | None = None
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        bind = super().get_bind(*args, **kwargs)
+        if not isinstance(bind, Engine):
+            return bind
+        if self._held is None or self._held.closed:
+            self._held = bind.connect()
+        return self._held
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def reset(self) -> None:
+        try:
+            super().reset()
+        finally:
+            self._release()
+
+    def invalidate(self) -> None:
+        try:
+            super().invalidate()
+        finally:
+            self._release()
+
+
+def make_request_session_factory(engine: Engine) -> sessionmaker[RequestSession]:
+    """Sessions for API requests (see :class:`RequestSession`)."""
+    return sessionmaker(bind=engine, class_=RequestSession, expire_on_commit=False, autoflush=True)
 
 
 @functools.cache

@@ -52,6 +52,9 @@ _FORGET_EXPIRED = delete(_RECORDS).where(
     _RECORDS.c.principal_key == bindparam("principal_key"),
     _RECORDS.c.expires_at <= bindparam("now"),
 )
+_FORGET_ONE = delete(_RECORDS).where(
+    _RECORDS.c.id == bindparam("record_id"), _RECORDS.c.expires_at <= bindparam("now")
+)
 _COMPLETE = (
     update(_RECORDS)
     .where(_RECORDS.c.id == bindparam("record_id"))
@@ -61,6 +64,24 @@ _COMPLETE = (
         response_headers=bindparam("response_headers"),
     )
 )
+
+
+# When each caller's keys past retention were last forgotten, in this process (see claim).
+_PURGE_EVERY = timedelta(minutes=10)
+_last_purge: dict[str, datetime] = {}
+
+
+def _forget_callers_expired(session: Session, principal_key: str, now: datetime) -> None:
+    """Delete this caller's keys past retention, at most every ``_PURGE_EVERY`` per process
+    (the scheduler purges everyone's; this keeps a caller's own tidy when it runs rarely).
+    Not on every request: it would be one more statement on every keyed intake."""
+    last = _last_purge.get(principal_key)
+    if last is not None and last <= now < last + _PURGE_EVERY:
+        return
+    if len(_last_purge) > 10_000:  # a bound, not a policy: forgetting only costs a DELETE
+        _last_purge.clear()
+    session.connection().execute(_FORGET_EXPIRED, {"principal_key": principal_key, "now": now})
+    _last_purge[principal_key] = now
 
 
 def claim(
@@ -77,35 +98,39 @@ def claim(
     """Phase 1: take the key or report why not. The caller commits right after.
 
     Raises Invalid (422) for the same key with another request, Conflict (409, with
-    Retry-After) while another request with this key is in flight.
+    Retry-After) while another request with this key is in flight. A key past retention
+    counts as free even before it is purged: it is forgotten and claimed afresh.
     """
     validate_key(key)
     lease = now + timedelta(seconds=settings.idempotency_lease_seconds)
-    # This caller's keys past retention are forgotten first (as if purged; the scheduler
-    # purges everyone's), so an expired key is simply claimed afresh below.
     conn = session.connection()
-    conn.execute(_FORGET_EXPIRED, {"principal_key": principal_key, "now": now})
-    # INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same key makes this one
-    # wait for it (no savepoint, no error), then find its marker below.
-    record_id = new_id()
-    inserted = conn.execute(
-        insert_unless_conflict(conn.dialect.name, _RECORDS, "principal_key", "key"),
-        {
-            "id": record_id,
-            "principal_key": principal_key,
-            "key": key,
-            "method": method,
-            "path": path,
-            "request_hash": request_hash,
-            "status_code": None,
-            "lease_expires_at": lease,
-            "created_at": now,
-            "expires_at": now + timedelta(hours=settings.idempotency_ttl_hours),
-        },
-    ).scalar_one_or_none()
-    if inserted is not None:
-        return Claim(record_id=record_id)
-    existing = _find(session, principal_key, key)
+    row = {
+        "principal_key": principal_key,
+        "key": key,
+        "method": method,
+        "path": path,
+        "request_hash": request_hash,
+        "status_code": None,
+        "lease_expires_at": lease,
+        "created_at": now,
+        "expires_at": now + timedelta(hours=settings.idempotency_ttl_hours),
+    }
+    claim_key = insert_unless_conflict(conn.dialect.name, _RECORDS, "principal_key", "key")
+    existing = None
+    for _attempt in range(2):
+        # INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same key makes this
+        # one wait for it (no savepoint, no error), then find its marker below.
+        record_id = new_id()
+        if conn.execute(claim_key, {"id": record_id, **row}).scalar_one_or_none() is not None:
+            _forget_callers_expired(session, principal_key, now)
+            return Claim(record_id=record_id)
+        existing = _find(session, principal_key, key)
+        if existing is None or existing.expires_at > now:
+            break
+        # Past retention, not purged yet: forget it (unless someone just did) and try again.
+        conn.execute(_FORGET_ONE, {"record_id": existing.id, "now": now})
+        session.expunge(existing)
+        existing = None
     if existing is None:  # pragma: no cover - the winner failed and released it
         raise Conflict(
             "a request with this Idempotency-Key is in progress; retry shortly",

@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from api.app import create_app
 from models.contact import ContactAttempt
@@ -382,3 +382,18 @@ def test_more_waiters_on_one_persons_lock_than_threads_still_all_finish(
         assert not any(t.is_alive() for t in threads), "requests still waiting after 60 s"
     assert statuses == [201] * n, statuses
     assert count(session, Person) == 1
+
+
+def test_a_keyed_intake_commits_twice_on_one_connection(app, client, cast, body, engine):
+    """The Idempotency-Key's marker is committed first, then the work: one checkout."""
+    h = cast.partner_a.headers | {"Idempotency-Key": "one-connection"}
+    client.post("/v1/incidents", json=body(source_ref="WARM"), headers=cast.partner_a.headers)
+    checkouts: list[object] = []
+    listener = lambda dbapi_conn, record, proxy: checkouts.append(record)  # noqa: E731
+    event.listen(app.state.engine, "checkout", listener)
+    try:
+        r = client.post("/v1/incidents", json=body(), headers=h)
+    finally:
+        event.remove(app.state.engine, "checkout", listener)
+    assert r.status_code == 201, r.text
+    assert len(checkouts) == 1
