@@ -359,23 +359,14 @@ def ts(dt: datetime) -> str:
     return dt.isoformat()
 
 
-def _esc(value) -> str:
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    s = str(value)
-    if "\\" in s or "\t" in s or "\n" in s or "\r" in s:
-        s = s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return s
+# Binary COPY sends each value in the column type's own wire format, which psycopg's C
+# dumpers produce; the server need not parse text either. A json column's wire format is
+# its text, so the rows carry it as text; character types are all text on the wire.
+_WIRE_TYPE = {"json": "text", "character varying": "text"}
 
 
 class Copier:
-    """Buffered text-format COPY into one table."""
+    """Buffered binary-format COPY into one table (psycopg formats and buffers the rows)."""
 
     def __init__(self, url: str, table: str, columns: list[str]):
         # One connection per table: a connection carries one COPY at a time, and PostgreSQL
@@ -384,25 +375,26 @@ class Copier:
         self.conn.execute("SET synchronous_commit = off")
         self.table = table
         self.columns = columns
+        declared = dict(
+            self.conn.execute(
+                "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            ).fetchall()
+        )
         self.cursor = self.conn.cursor()
-        self.copy_cm = self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN")
+        self.copy_cm = self.cursor.copy(
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        )
         self.copy = self.copy_cm.__enter__()
-        self.buf: list[str] = []
+        self.copy.set_types([_WIRE_TYPE.get(declared[c], declared[c]) for c in columns])
         self.rows = 0
 
     def row(self, *values) -> None:
-        self.buf.append("\t".join(map(_esc, values)))
+        self.copy.write_row(values)
         self.rows += 1
-        if len(self.buf) >= 20000:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buf:
-            self.copy.write(("\n".join(self.buf) + "\n").encode())
-            self.buf = []
 
     def close(self) -> int:
-        self.flush()
         self.copy_cm.__exit__(None, None, None)
         self.conn.commit()
         self.conn.close()
@@ -422,32 +414,52 @@ BULK_TABLES = [
 
 
 def drop_secondary(conn: psycopg.Connection) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """Drop non-PK indexes and FK/unique constraints of the bulk tables; return how to restore them."""
-    tables = tuple(BULK_TABLES)
+    """Drop every index, key and foreign key of the bulk tables (primary keys too: building a
+    B-tree once over sorted keys is far cheaper than inserting 5 M random ids into one), and
+    the foreign keys of other tables that point at them; return how to restore them.
+
+    Returns the index definitions to build (the keys' unique indexes among them) and the
+    constraints to add afterwards: a key is then attached to its index (``USING INDEX``),
+    a foreign key validated."""
+    tables = list(BULK_TABLES)
     constraints = conn.execute(
-        """SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid), c.contype
+        """SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid), c.contype,
+                  CASE WHEN c.contype IN ('p', 'u') THEN pg_get_indexdef(c.conindid) END
              FROM pg_constraint c
-            WHERE c.conrelid::regclass::text = ANY(%s) AND c.contype IN ('f', 'u')
-            ORDER BY c.contype DESC""",  # unique before foreign (restore order)
-        (list(tables),),
+            WHERE (c.conrelid::regclass::text = ANY(%s) AND c.contype IN ('f', 'u', 'p'))
+               OR (c.contype = 'f' AND c.confrelid::regclass::text = ANY(%s))""",
+        (tables, tables),
     ).fetchall()
     indexes = conn.execute(
         """SELECT pg_get_indexdef(i.indexrelid)
              FROM pg_index i
-            WHERE i.indrelid::regclass::text = ANY(%s) AND NOT i.indisprimary
+            WHERE i.indrelid::regclass::text = ANY(%s)
               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)""",
-        (list(tables),),
+        (tables,),
     ).fetchall()
-    # Foreign keys first (they depend on unique/primary keys), then the rest.
-    for table, name, _def, _contype in sorted(constraints, key=lambda r: r[3] != "f"):
+    # The tables' own triggers copy a parent's occurred_at into each child row by a lookup
+    # per row - by primary key, which is gone while loading, and of a parent another COPY
+    # has not committed yet, so it always fell back to the value the generator sends anyway.
+    # Off while loading, on again in restore_secondary.
+    for table in tables:
+        conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+    # Foreign keys first (they depend on unique and primary keys), then the keys.
+    order = {"f": 0, "u": 1, "p": 2}
+    for table, name, _def, _contype, _index in sorted(constraints, key=lambda r: order[r[3]]):
         conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
     index_defs = [row[0] for row in indexes]
     for d in index_defs:
         name = d.split(" INDEX ", 1)[1].split(" ON ", 1)[0]
         conn.execute(f"DROP INDEX {name}")
-    restore = [(t, n, d) for t, n, d, _ in constraints]
-    restore.sort(key=lambda r: r[2].startswith("FOREIGN"))  # unique first
-    return index_defs, restore
+    restore = []
+    for table, name, definition, contype, index_def in constraints:
+        kind = {"p": "PRIMARY KEY", "u": "UNIQUE"}.get(contype)
+        if kind and definition.startswith(f"{kind} (") and definition.endswith(")"):
+            index_defs.append(index_def)  # built with the others, then attached
+            definition = f'{kind} USING INDEX "{name}"'
+        restore.append((table, name, definition, order[contype]))
+    restore.sort(key=lambda r: -r[3])  # primary keys, then unique, then foreign keys
+    return index_defs, [(t, n, d) for t, n, d, _ in restore]
 
 
 def _build_indexes(url: str, index_defs: list[str], workers: int) -> None:
@@ -487,6 +499,8 @@ def restore_secondary(
 ) -> tuple[float, float]:
     """Re-create the indexes (``workers`` at a time), then the keys and constraints; returns
     the seconds each part took."""
+    for table in BULK_TABLES:
+        conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
     started = time.perf_counter()
     _build_indexes(url, index_defs, workers)
     built = time.perf_counter()
