@@ -91,7 +91,7 @@ class RequestSession(Session):
     """A session that keeps one connection from its first use until it is closed.
 
     A plain session returns its connection to the pool at every commit and checks one out
-    (with the pre-ping's round trip) at its next use. A request that commits twice - an
+    again at its next use. A request that commits twice - an
     Idempotency-Key's in-flight marker first, then the work - would pay that twice. This one
     binds itself to a connection of its engine at first use, so its transactions all run on
     that connection; the connection goes back to the pool when the session is closed (or

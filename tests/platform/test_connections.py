@@ -15,10 +15,14 @@ def _backend_pid(conn) -> int:
     return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
 
-def _terminate(engine, pid: int) -> None:
-    with engine.connect() as other:
-        assert other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
-        other.commit()
+def _terminate(db_url: str, pid: int) -> None:
+    """End a server process from a connection of another engine (not the pool under test)."""
+    other = make_engine(db_url)
+    try:
+        with other.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+    finally:
+        other.dispose()
 
 
 def test_a_request_session_keeps_its_connection_across_commits_and_returns_it_on_close(
@@ -51,7 +55,7 @@ def test_an_idle_connection_the_server_dropped_is_replaced_before_use(db_url):
     try:
         with eng.connect() as conn:
             pid = _backend_pid(conn)
-        _terminate_with_own_engine(db_url, pid)
+        _terminate(db_url, pid)
         with eng.connect() as conn:  # pinged at checkout, found dead, replaced
             assert _backend_pid(conn) != pid
     finally:
@@ -69,7 +73,7 @@ def test_a_connection_used_a_moment_ago_is_not_pinged_and_a_drop_replaces_the_wh
         a.close()
         b.close()
         for pid in pids:
-            _terminate_with_own_engine(db_url, pid)
+            _terminate(db_url, pid)
         # no ping: the first statement finds it gone
         with eng.connect() as conn, pytest.raises(OperationalError):
             _backend_pid(conn)
@@ -80,11 +84,3 @@ def test_a_connection_used_a_moment_ago_is_not_pinged_and_a_drop_replaces_the_wh
         b.close()
     finally:
         eng.dispose()
-
-
-def _terminate_with_own_engine(db_url: str, pid: int) -> None:
-    other = make_engine(db_url)
-    try:
-        _terminate(other, pid)
-    finally:
-        other.dispose()
