@@ -41,6 +41,7 @@ import httpx
 import psycopg
 
 from bench import explain as explain_mod
+from bench import wrk
 from bench.common import (
     BENCH_ANALYST,
     BENCH_COORDINATOR,
@@ -495,6 +496,8 @@ def step_ingest(big_url: str) -> dict:
     """
     people = os.path.join(LOGS, "people.json")
     sample_people(big_url, people)
+    with open(people) as fh:
+        people_rows = json.load(fh)
     out: dict = {}
     secs = str(SECONDS)
     for kind, port in (("baseline", BASE_PORT), ("api", API_PORT)):
@@ -522,6 +525,18 @@ def step_ingest(big_url: str) -> dict:
                 used = server.cpu_seconds() - cpu0
                 result["server_cpu_ms_per_request"] = round(used * 1000 / max(1, result["ok"]), 2)
                 out[f"{kind}_{label}"] = result
+            if wrk.available():
+                # The same full-speed load from a C client, which the baseline cannot outrun.
+                for label, keyed in [("wrk", False)] + (
+                    [("wrk_keys", True)] if kind == "api" else []
+                ):
+                    cpu0 = server.cpu_seconds()
+                    result = wrk.run(server.base, people_rows, seconds=SECONDS, keys=keyed)
+                    used = server.cpu_seconds() - cpu0
+                    result["server_cpu_ms_per_request"] = round(
+                        used * 1000 / max(1, result["ok"]), 2
+                    )
+                    out[f"{kind}_{label}"] = result
             out[f"{kind}_rate100"] = load(
                 server.base, "--mode", "rate", "--rate", "100", "--seconds", secs, *common
             )
@@ -535,6 +550,14 @@ def step_ingest(big_url: str) -> dict:
     out["ratio_throughput_api_keys_over_baseline"] = round(
         out["api_max_keys"]["throughput_rps"] / base_rps, 3
     )
+    if "baseline_wrk" in out:
+        wrk_rps = out["baseline_wrk"]["throughput_rps"]
+        out["ratio_wrk_api_over_baseline"] = round(out["api_wrk"]["throughput_rps"] / wrk_rps, 3)
+        out["ratio_wrk_api_keys_over_baseline"] = round(
+            out["api_wrk_keys"]["throughput_rps"] / wrk_rps, 3
+        )
+    else:
+        out["wrk"] = "not measured: wrk is not installed (Debian: apt-get install wrk)"
     return out
 
 
@@ -944,6 +967,20 @@ def render_md(res: dict) -> str:
         0.5,
     )
     row(
+        "ingest throughput ratio, wrk as the load client",
+        ing.get("ratio_wrk_api_over_baseline"),
+        "",
+        ">=",
+        0.5,
+    )
+    row(
+        "ingest throughput ratio, wrk, every request with an Idempotency-Key",
+        ing.get("ratio_wrk_api_keys_over_baseline"),
+        "",
+        ">=",
+        0.5,
+    )
+    row(
         "ingest p99 at 100 req/s",
         ing.get("api_rate100", {}).get("latency", {}).get("p99_ms"),
         " ms",
@@ -1002,6 +1039,24 @@ def render_md(res: dict) -> str:
             f"{q.get('latency', {}).get('p99_ms', '-')} ms ({q.get('statuses', '-')}) | "
             f"{ing.get(f'{kind}_peak_rss_mb') if label != 'api_keys' else '-'} MB |"
         )
+    if "baseline_wrk" in ing:
+        lines += [
+            "",
+            "The same full-speed load from wrk (a C client, 1 thread, 16 connections):",
+            "",
+            "| server | req/s | server CPU per request | p50 | p99 | non-2xx | socket errors | bodies reused |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for label in ("baseline_wrk", "api_wrk", "api_wrk_keys"):
+            m = ing.get(label, {})
+            lat = m.get("latency_ms", {})
+            lines.append(
+                f"| {label} | {m.get('throughput_rps')} | {m.get('server_cpu_ms_per_request')} ms | "
+                f"{lat.get('p50')} ms | {lat.get('p99')} ms | {m.get('non_2xx')} | "
+                f"{m.get('socket_errors')} | {m.get('bodies_reused')} |"
+            )
+    elif ing.get("wrk"):
+        lines += ["", ing["wrk"]]
     lines += [
         "",
         "## Reads (sequential, one client)",

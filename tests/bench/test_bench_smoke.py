@@ -82,3 +82,21 @@ def test_database_outage_is_a_503_problem_not_a_500_or_a_hang():
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert resp.json()["status"] == 503
     assert "Retry-After" in resp.headers
+
+
+def test_wrk_bodies_are_valid_notifications_each_with_its_own_key_and_source_ref(tmp_path):
+    from api.schemas.incidents import IncidentCreate
+    from bench.wrk import write_bodies
+
+    people = [{"given_name": "Ann", "family_name": "Reid", "date_of_birth": "1980-02-03"}]
+    path = tmp_path / "bodies.tsv"
+    write_bodies(str(path), people, 300, "t")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 300
+    keys, refs = set(), set()
+    for line in lines:
+        key, body = line.split("\t")
+        parsed = IncidentCreate.model_validate_json(body)  # what the API will accept
+        keys.add(key)
+        refs.add(parsed.source_ref)
+    assert len(keys) == len(refs) == 300
