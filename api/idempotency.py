@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -25,11 +25,23 @@ from sqlalchemy.orm import Session
 from services import audit
 from services import idempotency as idem
 from services.config import Settings
+from services.db import RequestSession
 from services.intake import canonical_hash
 from services.principal import Principal
 
 HEADER = "Idempotency-Key"
 Work = Callable[[], tuple[int, Any, dict[str, str]]]
+CLAIMS_KEYS = "claims_idempotency_keys"
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def claims_keys(handler: Handler) -> Handler:
+    """Mark a route handler that answers through :func:`idempotent` (put it under the
+    route decorator). A keyed request to it starts its session in autocommit mode on
+    PostgreSQL (api.deps._session): the caller's look-up and the key's claim then run
+    without a transaction of their own, and ``idempotent`` begins the work's."""
+    setattr(handler, CLAIMS_KEYS, True)
+    return handler
 
 
 def idempotent(
@@ -62,6 +74,8 @@ def idempotent(
         headers["Idempotent-Replayed"] = "true"
         return JSONResponse(stored.response_body, status_code=stored.status_code, headers=headers)
     session.commit()  # phase 1: the marker is visible to concurrent duplicates from now on
+    if isinstance(session, RequestSession):
+        session.begin_transactions()  # the work is one transaction (api.deps._session)
     try:
         status, content, headers = work()
         idem.complete(

@@ -1,7 +1,7 @@
 """Ingest throughput, API against the baseline, measured alternately (A, B, A, B ...).
 
     .venv/bin/python -m bench.ingest_followup [--rounds 3] [--seconds 10] [--keys]
-        [--profile out.svg]
+        [--client wrk] [--profile out.svg] [--compare-root DIR]
 
 Both servers run as one uvicorn worker on the bench database (NFOD_BENCH_DATABASE_URL,
 default nfod_bench). Each round runs the baseline, then the API, at full speed with 16
@@ -25,6 +25,7 @@ import os
 import statistics
 import subprocess
 
+from bench import wrk
 from bench.common import PYTHON, ROOT, bench_url
 from bench.run import LOGS, load, sample_people
 from bench.servers import Server
@@ -35,8 +36,15 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--warmup", type=float, default=5, help="seconds of load on each server first")
     p.add_argument("--keys", action="store_true")
     p.add_argument("--profile")
+    p.add_argument(
+        "--client",
+        choices=["httpx", "wrk"],
+        default="httpx",
+        help="the load client: bench.load (async httpx) or wrk (bench/wrk.py)",
+    )
     p.add_argument(
         "--compare-root",
         help="a checkout of another version: its API replaces the baseline, for an A/B test",
@@ -52,6 +60,8 @@ def main() -> int:
     url = bench_url()
     people = os.path.join(LOGS, "people.json")
     sample_people(url, people)
+    with open(people) as fh:
+        people_rows = json.load(fh)
     extra = ["--idempotency-keys"] if args.keys else []
     servers = {
         "baseline": Server("baseline-followup", "baseline", url, 8193, LOGS),
@@ -79,9 +89,9 @@ def main() -> int:
                 "--mode",
                 "max",
                 "--seconds",
-                "2",
+                str(args.warmup),
                 "--concurrency",
-                "8",
+                str(args.concurrency),
                 "--people",
                 people,
                 *extra,
@@ -107,20 +117,31 @@ def main() -> int:
                         stderr=subprocess.DEVNULL,
                     )
                 cpu0 = s.cpu_seconds()
-                out = load(
-                    s.base,
-                    "--mode",
-                    "max",
-                    "--seconds",
-                    str(args.seconds),
-                    "--concurrency",
-                    str(args.concurrency),
-                    "--people",
-                    people,
-                    "--seed",
-                    str(r + 1),
-                    *extra,
-                )
+                if args.client == "wrk":
+                    out = wrk.run(
+                        s.base,
+                        people_rows,
+                        seconds=args.seconds,
+                        connections=args.concurrency,
+                        keys=args.keys,
+                    )
+                    out["latency"] = {"p99_ms": out["latency_ms"]["p99"]}
+                    out["statuses"] = {"2xx": out["ok"], "other": out["non_2xx"]}
+                else:
+                    out = load(
+                        s.base,
+                        "--mode",
+                        "max",
+                        "--seconds",
+                        str(args.seconds),
+                        "--concurrency",
+                        str(args.concurrency),
+                        "--people",
+                        people,
+                        "--seed",
+                        str(r + 1),
+                        *extra,
+                    )
                 if spy:
                     spy.wait()
                 per_request = (s.cpu_seconds() - cpu0) * 1000 / max(1, out["ok"])

@@ -97,9 +97,22 @@ class RequestSession(Session):
     that connection; the connection goes back to the pool when the session is closed (or
     reset, or invalidated). Commit, rollback and the session's events are unchanged: each
     transaction is still begun and ended by the session.
+
+    ``autocommit_first=True`` (PostgreSQL only) starts it with its connection in autocommit
+    mode: each statement is its own transaction, with no BEGIN and no COMMIT round trip,
+    until :meth:`begin_transactions`. For a request whose first statements are single
+    self-contained ones that must be committed at once anyway - who the caller is, then an
+    Idempotency-Key's in-flight marker (api/idempotency.py) - before the work's transaction.
+    The pool resets the connection's isolation level when the session gives it back.
     """
 
     _held: Connection | None = None
+    # Statements run one by one, each committed by the server, until begin_transactions().
+    _autocommit = False
+
+    def __init__(self, *args: Any, autocommit_first: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._autocommit = autocommit_first
 
     def get_bind(self, *args: Any, **kwargs: Any) -> Any:
         bind = super().get_bind(*args, **kwargs)
@@ -107,7 +120,20 @@ class RequestSession(Session):
             return bind
         if self._held is None or self._held.closed:
             self._held = bind.connect()
+            if self._autocommit:
+                self._held.execution_options(isolation_level="AUTOCOMMIT")
         return self._held
+
+    def begin_transactions(self) -> None:
+        """End the autocommit phase (see ``autocommit_first``): from the next statement on,
+        the session's work runs in transactions again. Call it between transactions."""
+        if not self._autocommit:
+            return
+        if self.in_transaction():
+            raise RuntimeError("begin_transactions() inside a transaction")
+        self._autocommit = False
+        if self._held is not None and not self._held.closed:
+            self._held.execution_options(isolation_level=self._held.default_isolation_level)
 
     def _release(self) -> None:
         held, self._held = self._held, None
@@ -134,7 +160,8 @@ class RequestSession(Session):
 
 
 def make_request_session_factory(engine: Engine) -> sessionmaker[RequestSession]:
-    """Sessions for API requests (see :class:`RequestSession`)."""
+    """Sessions for API requests (see :class:`RequestSession`; ``autocommit_first`` may be
+    passed per session where the engine is PostgreSQL's)."""
     return sessionmaker(bind=engine, class_=RequestSession, expire_on_commit=False, autoflush=True)
 
 

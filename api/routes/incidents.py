@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
-from api.idempotency import idempotent
+from api.idempotency import claims_keys, idempotent
 from api.problems import TITLES, problem_type
 from api.schemas.common import Page, problem_responses
 from api.schemas.incidents import (
@@ -63,6 +63,7 @@ def _one(
         **problem_responses(409),
     },
 )
+@claims_keys
 def create_incident(
     request: Request,
     body: IncidentCreate,
@@ -130,6 +131,7 @@ def _validation_problem(exc: ValidationError) -> dict[str, Any]:
         "422 invalid (with `error`, a problem)."
     ),
 )
+@claims_keys
 def create_batch(
     request: Request,
     body: IncidentBatch,

@@ -397,3 +397,50 @@ def test_a_keyed_intake_commits_twice_on_one_connection(app, client, cast, body,
         event.remove(app.state.engine, "checkout", listener)
     assert r.status_code == 201, r.text
     assert len(checkouts) == 1
+
+
+def _autocommit_by_table(app, client, method, path, **kwargs) -> dict[str, set[bool]]:
+    """Send one request; for each table it wrote, whether the connection was in autocommit."""
+    seen: dict[str, set[bool]] = {}
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        if words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            table = words[2] if words[0].upper() != "UPDATE" else words[1]
+            seen.setdefault(table.strip('"'), set()).add(
+                conn.connection.dbapi_connection.autocommit
+            )
+
+    event.listen(app.state.engine, "before_cursor_execute", listener)
+    try:
+        r = client.request(method, path, **kwargs)
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", listener)
+    assert r.status_code < 300, r.text
+    return seen
+
+
+@postgres_only
+def test_a_keyed_intake_claims_its_key_outside_a_transaction_and_does_its_work_in_one(
+    app, client, cast, body
+):
+    """PostgreSQL: the marker needs no BEGIN/COMMIT pair of its own; the work is atomic."""
+    h = cast.partner_a.headers | {"Idempotency-Key": "autocommit-claim"}
+    seen = _autocommit_by_table(app, client, "POST", "/v1/incidents", json=body(), headers=h)
+    assert seen["idempotency_keys"] == {True, False}  # the claim, then the stored answer
+    assert seen["incidents"] == {False} and seen["audit_log"] == {False}
+    # The pool gives the next request its connection back in transactional mode.
+    seen = _autocommit_by_table(
+        app, client, "POST", "/v1/incidents", json=body(), headers=cast.partner_a.headers
+    )
+    assert seen["incidents"] == {False} and "idempotency_keys" not in seen
+
+
+@postgres_only
+def test_a_key_sent_to_a_route_that_does_not_claim_keys_changes_nothing(app, client, cast):
+    """Only routes answering through idempotent() start outside a transaction."""
+    h = cast.coordinator.headers | {"Idempotency-Key": "ignored-here"}
+    seen = _autocommit_by_table(
+        app, client, "POST", "/v1/huddles", json={"date": "2026-11-24"}, headers=h
+    )
+    assert seen and all(modes == {False} for modes in seen.values()), seen
