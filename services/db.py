@@ -203,3 +203,15 @@ def insert_unless_conflict(dialect: str, table: Table, *conflict_columns: str) -
         .on_conflict_do_nothing(index_elements=list(conflict_columns))
         .returning(table.c.id)
     )
+
+
+# The most values one ``IN (...)`` list carries (SQLite allows 32,766 bound parameters in
+# a statement, PostgreSQL 65,535); longer lists are sent in batches.
+IN_BATCH = 5000
+
+
+def in_batches(values: list[Any], size: int | None = None) -> list[list[Any]]:
+    """``values`` in consecutive lists of at most ``size`` (default ``IN_BATCH``; none for
+    an empty list)."""
+    size = size or IN_BATCH
+    return [values[i : i + size] for i in range(0, len(values), size)]

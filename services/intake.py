@@ -24,7 +24,7 @@ from models.person import Person
 from services import audit, chi, matching, postcodes
 from services.access import incident_scope
 from services.config import Settings
-from services.db import insert_rows, insert_unless_conflict
+from services.db import in_batches, insert_rows, insert_unless_conflict
 from services.errors import Conflict, Invalid, NotFound
 from services.pagination import Page, decode_cursor, keyset_page
 from services.principal import Principal
@@ -389,13 +389,14 @@ def substances_for(session: Session, incident_ids: Iterable[str]) -> dict[str, l
     out: dict[str, list[str]] = {i: [] for i in ids}
     if not ids:
         return out
-    rows = session.execute(
-        select(IncidentSubstance.incident_id, IncidentSubstance.substance)
-        .where(IncidentSubstance.incident_id.in_(ids))
-        .order_by(IncidentSubstance.incident_id, IncidentSubstance.position)
-    )
-    for incident_id, substance in rows:
-        out[incident_id].append(substance)
+    for batch in in_batches(ids):
+        rows = session.execute(
+            select(IncidentSubstance.incident_id, IncidentSubstance.substance)
+            .where(IncidentSubstance.incident_id.in_(batch))
+            .order_by(IncidentSubstance.incident_id, IncidentSubstance.position)
+        )
+        for incident_id, substance in rows:
+            out[incident_id].append(substance)
     return out
 
 

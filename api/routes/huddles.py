@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
+from api.responses import RenderedJSON
 from api.schemas.common import Page, problem_responses
 from api.schemas.huddles import (
     Agenda,
@@ -47,6 +48,9 @@ def _date(value: str | None, loc: list[str | int], *, huddle: bool = False) -> d
         raise Invalid(f"{value!r}: {exc}", loc=loc) from None
 
 
+_AGENDA_FIELDS = frozenset(Agenda.model_fields)
+
+
 @router.get(
     "/v1/huddles/{day}/agenda",
     response_model=Agenda,
@@ -60,10 +64,12 @@ def get_agenda(
     session: DbSession,
     now: Now,
     settings: AppSettings,
-) -> Agenda:
+) -> RenderedJSON:
     the_day = _date(day, ["path", "day"], huddle=True)
     view = huddles.get_agenda(session, principal=principal, now=now, settings=settings, day=the_day)
-    return Agenda.model_validate(view)
+    # Already the Agenda's JSON (api/responses.py); a held huddle's view also names the
+    # huddle's own fields (HuddleOut), which this resource does not show.
+    return RenderedJSON({k: v for k, v in view.items() if k in _AGENDA_FIELDS})
 
 
 @router.post(

@@ -354,3 +354,62 @@ def test_hours_and_due_values_are_numbers_with_the_documented_signs(client, cloc
     assert item["incident_id"] == inc
     assert item["hours_remaining"] == -6.0 and item["overdue"] is True
     assert item["due_before_next_huddle"] is True
+
+
+def test_the_agenda_body_is_exactly_its_response_model_live_and_frozen(client, clock, cast, data):
+    """The route renders the service's answer without re-validating it (api/responses.py):
+    it must round-trip through the declared Agenda model unchanged, field for field."""
+    from api.schemas.huddles import Agenda
+
+    src = cast.source_agency_id
+    clock.set(utc(2026, 11, 24, 8, 30))
+    person = data.person(given="Ann", family="Reid")
+    data.incident(
+        source_agency_id=src,
+        occurred_at=utc(2026, 11, 23, 20, 0, 0),
+        person_id=person,
+        substances=("heroin", "cocaine"),
+    )
+    data.incident(source_agency_id=src, occurred_at=utc(2026, 11, 22, 3, 0), postcode=None)
+
+    def same_as_model(body: dict) -> None:
+        assert body["new"] or body["follow_ups"]
+        assert Agenda.model_validate(body).model_dump(mode="json", exclude_unset=True) == body
+
+    live = agenda(client, cast.coordinator, "2026-11-24")
+    same_as_model(live)
+    assert live["new"][-1]["person"]["name"] == "Ann Reid"
+    assert live["new"][-1]["substances"] == ["heroin", "cocaine"]
+    held = hold(client, cast.coordinator, "2026-11-24")
+    discuss(client, cast.coordinator, held["id"], live["new"][0]["incident_id"], notes="seen")
+    frozen = agenda(client, cast.coordinator, "2026-11-24")
+    assert frozen["held"] is True
+    same_as_model(frozen)
+
+
+def test_an_agenda_longer_than_one_in_list_batch_is_the_same_agenda(
+    client, clock, cast, data, monkeypatch
+):
+    """The agenda names its incidents and people in IN lists of at most IN_BATCH values;
+    longer agendas are read in batches, with the same answer."""
+    import services.db
+
+    src = cast.source_agency_id
+    clock.set(utc(2026, 11, 24, 8, 30))
+    people = [data.person(given=f"P{i}", family="Reid") for i in range(3)]
+    for i in range(7):
+        data.incident(
+            source_agency_id=src,
+            occurred_at=utc(2026, 11, 23, 1 + i, 0),
+            person_id=people[i % 3],
+            substances=("heroin", f"drug {i}"),
+        )
+    whole = agenda(client, cast.coordinator, "2026-11-24")
+    monkeypatch.setattr(services.db, "IN_BATCH", 2)
+    batched = agenda(client, cast.coordinator, "2026-11-24")
+    for body in (whole, batched):
+        body.pop("generated_at")
+    assert batched == whole
+    assert len(whole["new"]) == 7
+    assert {i["person"]["incidents_30d"] for i in whole["new"]} == {2, 3}
+    assert whole["new"][6]["substances"] == ["heroin", "drug 6"]
