@@ -65,6 +65,7 @@ REUSE = os.environ.get("BENCH_REUSE") == "1"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 READS = int(os.environ.get("BENCH_READS", "100"))
 OVERDUE_BATCH = int(os.environ.get("BENCH_OVERDUE_BATCH", "10000"))
+SETTLE = float(os.environ.get("BENCH_SETTLE_SECONDS", "30"))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 PG_BIN = os.environ.get("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin")
 PRIVATE_PORT = int(os.environ.get("BENCH_PRIVATE_PG_PORT", "5544"))
@@ -1148,6 +1149,7 @@ def main() -> int:
             "BENCH_SECONDS": SECONDS,
             "BENCH_READS": READS,
             "BENCH_OVERDUE_BATCH": OVERDUE_BATCH,
+            "BENCH_SETTLE_SECONDS": SETTLE,
             "BENCH_REUSE": REUSE,
             "BENCH_ONLY": sorted(ONLY),
         },
@@ -1198,6 +1200,11 @@ def main() -> int:
         big = res["results"].get("generate")
         small = res["results"].get("generate_small")
     if big and small:
+        if wanted("generate") and SETTLE:
+            # The load just written (WAL, checkpoint, the page cache's write-back) is not
+            # what the reads should be timed against: give the machine a moment.
+            log(f"settling for {SETTLE:g} s after the load")
+            time.sleep(SETTLE)
         run("reads", step_reads, big_url, small_url, big, small)
         run("explain", step_explain, big_url, big)
         run("sweep", step_sweep, big_url, big)
