@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 
@@ -420,11 +421,25 @@ def _autocommit_by_table(app, client, method, path, **kwargs) -> dict[str, set[b
     return seen
 
 
+@pytest.fixture
+def one_connection_app(settings, db_url, clock):
+    """The app on a pool of one connection: every request reuses the same one."""
+    from services.db import make_engine
+
+    eng = make_engine(db_url, pool_size=1, max_overflow=0)
+    app = create_app(settings, engine=eng, clock=clock)
+    with TestClient(app) as client:
+        yield app, client
+    eng.dispose()
+
+
 @postgres_only
 def test_a_keyed_intake_claims_its_key_outside_a_transaction_and_does_its_work_in_one(
-    app, client, cast, body
+    one_connection_app, cast, body
 ):
-    """PostgreSQL: the marker needs no BEGIN/COMMIT pair of its own; the work is atomic."""
+    """PostgreSQL: the marker needs no BEGIN/COMMIT pair of its own; the work is atomic;
+    the connection goes back to the pool in transactional mode, whatever path it took."""
+    app, client = one_connection_app
     h = cast.partner_a.headers | {"Idempotency-Key": "autocommit-claim"}
     seen = _autocommit_by_table(app, client, "POST", "/v1/incidents", json=body(), headers=h)
     assert seen["idempotency_keys"] == {True, False}  # the claim, then the stored answer
@@ -434,6 +449,16 @@ def test_a_keyed_intake_claims_its_key_outside_a_transaction_and_does_its_work_i
         app, client, "POST", "/v1/incidents", json=body(), headers=cast.partner_a.headers
     )
     assert seen["incidents"] == {False} and "idempotency_keys" not in seen
+    # Also after a keyed request that never left autocommit (a replay: no work to do).
+    first = body()
+    h = cast.partner_a.headers | {"Idempotency-Key": "autocommit-replay"}
+    client.post("/v1/incidents", json=first, headers=h)
+    replay = client.post("/v1/incidents", json=first, headers=h)
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    seen = _autocommit_by_table(
+        app, client, "POST", "/v1/incidents", json=body(), headers=cast.partner_a.headers
+    )
+    assert seen["incidents"] == {False} and seen["audit_log"] == {False}
 
 
 @postgres_only
