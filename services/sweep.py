@@ -125,8 +125,18 @@ def _md5(dialect: str, session: Session, value: ColumnElement[str]) -> ColumnEle
     return func.md5(value)
 
 
-def _raise(session: Session, dialect: str, source) -> list[Any]:
-    """INSERT the alerts ``source`` selects unless their dedupe key exists; return new ones."""
+def _returned(full: bool) -> list[Any]:
+    """What an alert INSERT returns: the whole new alert when a webhook will be told about
+    it, else only its id (10 k new alerts' rows cost 100-200 ms to fetch and convert)."""
+    table = Alert.__table__
+    if not full:
+        return [table.c.id]
+    return [*(table.c[name] for name in _ALERT_COLUMNS if name != "dedupe_key"), table.c.state]
+
+
+def _raise(session: Session, dialect: str, source, full: bool) -> list[Any]:
+    """INSERT the alerts ``source`` selects unless their dedupe key exists; return new ones
+    (see :func:`_returned`)."""
     table = Alert.__table__
     # In dedupe-key order, so parallel sweeps take the unique-index locks in one order
     # (no deadlocks between them).
@@ -135,9 +145,7 @@ def _raise(session: Session, dialect: str, source) -> list[Any]:
         insert_for(dialect)(table)
         .from_select(_ALERT_COLUMNS, source)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(
-            *(table.c[name] for name in _ALERT_COLUMNS if name != "dedupe_key"), table.c.state
-        )
+        .returning(*_returned(full))
     )
     return list(session.execute(stmt).all())
 
@@ -163,7 +171,9 @@ def _alert_select(
     )
 
 
-def _contact_overdue(session: Session, dialect: str, at: datetime, settings: Settings) -> list[Any]:
+def _contact_overdue(
+    session: Session, dialect: str, at: datetime, settings: Settings, full: bool
+) -> list[Any]:
     i = Incident
     source = _alert_select(
         dialect,
@@ -176,11 +186,11 @@ def _contact_overdue(session: Session, dialect: str, at: datetime, settings: Set
             dialect, assigned_agency_id=i.assigned_agency_id, source_agency_id=i.source_agency_id
         ),
     ).where(i.fu_status == "awaiting_contact", i.contact_due_at < at)
-    return _raise(session, dialect, source)
+    return _raise(session, dialect, source, full)
 
 
 def _contact_due_soon(
-    session: Session, dialect: str, at: datetime, settings: Settings
+    session: Session, dialect: str, at: datetime, settings: Settings, full: bool
 ) -> list[Any]:
     i = Incident
     horizon = at + timedelta(hours=settings.due_soon_hours)
@@ -195,10 +205,12 @@ def _contact_due_soon(
             dialect, assigned_agency_id=i.assigned_agency_id, source_agency_id=i.source_agency_id
         ),
     ).where(i.fu_status == "awaiting_contact", i.contact_due_at > at, i.contact_due_at < horizon)
-    return _raise(session, dialect, source)
+    return _raise(session, dialect, source, full)
 
 
-def _repeat_overdose(session: Session, dialect: str, at: datetime, settings: Settings) -> list[Any]:
+def _repeat_overdose(
+    session: Session, dialect: str, at: datetime, settings: Settings, full: bool
+) -> list[Any]:
     # Each incident's predecessor (same person, ordered by occurred_at then id) in one
     # window pass over the look-back plus the repeat window: an incident is a repeat when
     # its predecessor occurred within 30 days before it, and that predecessor is the newest
@@ -242,10 +254,12 @@ def _repeat_overdose(session: Session, dialect: str, at: datetime, settings: Set
         r.person_id,
         _json_object(dialect, previous_incident_id=r.previous_id),
     ).where(r.occurred_at > since, r.previous_id.is_not(None), within)
-    return _raise(session, dialect, source)
+    return _raise(session, dialect, source, full)
 
 
-def _action_overdue(session: Session, dialect: str, at: datetime, settings: Settings) -> list[Any]:
+def _action_overdue(
+    session: Session, dialect: str, at: datetime, settings: Settings, full: bool
+) -> list[Any]:
     a, v = SafetyPlanAction, SafetyPlanVersion
     local_today = at.astimezone(settings.tz).date()
     identity = (
@@ -278,10 +292,12 @@ def _action_overdue(session: Session, dialect: str, at: datetime, settings: Sett
             v.is_current.is_(True), a.done.is_(False), a.due_on.is_not(None), a.due_on < local_today
         )
     )
-    return _raise(session, dialect, source)
+    return _raise(session, dialect, source, full)
 
 
-def _cluster(session: Session, dialect: str, at: datetime, settings: Settings) -> list[Any]:
+def _cluster(
+    session: Session, dialect: str, at: datetime, settings: Settings, full: bool
+) -> list[Any]:
     if dialect == "postgresql":
         # Parallel sweeps at different clocks could see different windows; take turns here
         # (held until commit) so each sees the other's cluster alerts.
@@ -349,9 +365,7 @@ def _cluster(session: Session, dialect: str, at: datetime, settings: Settings) -
         insert_for(dialect)(table)
         .values(values)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(
-            *(table.c[name] for name in _ALERT_COLUMNS if name != "dedupe_key"), table.c.state
-        )
+        .returning(*_returned(full))
     )
     return list(session.execute(stmt).all())
 
@@ -383,14 +397,17 @@ def sweep(session: Session, *, at: datetime, settings: Settings) -> SweepResult:
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '16MB'"))
     result = SweepResult(at=at)
+    hooks = webhooks.active_hooks(session)
+    subscribed = {kind for _, kinds in hooks for kind in kinds or []}
     new_alerts: list[dict[str, Any]] = []
     for kind, step in _STEPS:
-        rows = step(session, dialect, at, settings)
+        full = kind in subscribed  # the whole alert comes back only for the outbox
+        rows = step(session, dialect, at, settings, full)
         result.raised[kind] = len(rows)
-        for row in rows:
-            new_alerts.append(alert_resource_from_row(row._mapping))
+        if full:
+            new_alerts.extend(alert_resource_from_row(row._mapping) for row in rows)
     if new_alerts:
-        result.deliveries_queued = webhooks.enqueue(session, alerts=new_alerts, now=at)
+        result.deliveries_queued = webhooks.enqueue(session, alerts=new_alerts, now=at, hooks=hooks)
     session.flush()
     if result.total:
         log.info(

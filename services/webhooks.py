@@ -212,13 +212,28 @@ def envelope(alert: dict[str, Any]) -> dict[str, Any]:
     return {"type": "alert.raised", "timestamp": alert["raised_at"], "data": alert}
 
 
-def enqueue(session: Session, *, alerts: list[dict[str, Any]], now: datetime) -> int:
-    """Outbox rows for new alerts: one per active webhook subscribed to the alert's kind."""
-    hooks = session.execute(
-        select(Webhook.id, Webhook.kinds).where(
-            Webhook.active.is_(True), Webhook.deleted_at.is_(None)
-        )
-    ).all()
+def active_hooks(session: Session) -> list[Any]:
+    """(id, kinds) of every active webhook: who the outbox writes to."""
+    return list(
+        session.execute(
+            select(Webhook.id, Webhook.kinds).where(
+                Webhook.active.is_(True), Webhook.deleted_at.is_(None)
+            )
+        ).all()
+    )
+
+
+def enqueue(
+    session: Session,
+    *,
+    alerts: list[dict[str, Any]],
+    now: datetime,
+    hooks: list[Any] | None = None,
+) -> int:
+    """Outbox rows for new alerts: one per active webhook subscribed to the alert's kind
+    (``hooks``: :func:`active_hooks`, when the caller has them already)."""
+    if hooks is None:
+        hooks = active_hooks(session)
     rows = []
     for alert in alerts:
         for hook_id, kinds in hooks:
