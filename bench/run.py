@@ -24,6 +24,7 @@ bench/results/explain/ and server logs in bench/results/logs/, not committed).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -487,6 +488,16 @@ def load(base: str, *args: str, timeout: float = 600) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def with_server_cpu(server: Server, drive) -> dict:
+    """Run ``drive()`` (a full-speed load returning ``ok``) and add the server's CPU time
+    per answered request to its result."""
+    cpu0 = server.cpu_seconds()
+    result = drive()
+    used = server.cpu_seconds() - cpu0
+    result["server_cpu_ms_per_request"] = round(used * 1000 / max(1, result["ok"]), 2)
+    return result
+
+
 def step_ingest(big_url: str) -> dict:
     """Full-speed ingest (16 connections) and a fixed 100 req/s, baseline then API.
 
@@ -511,33 +522,32 @@ def step_ingest(big_url: str) -> dict:
             if kind == "api":
                 runs.append(("max_keys", ["--idempotency-keys"]))
             for label, extra in runs:
-                cpu0 = server.cpu_seconds()
-                result = load(
-                    server.base,
-                    "--mode",
-                    "max",
-                    "--seconds",
-                    secs,
-                    "--concurrency",
-                    "16",
-                    *common,
-                    *extra,
+                out[f"{kind}_{label}"] = with_server_cpu(
+                    server,
+                    functools.partial(
+                        load,
+                        server.base,
+                        "--mode",
+                        "max",
+                        "--seconds",
+                        secs,
+                        "--concurrency",
+                        "16",
+                        *common,
+                        *extra,
+                    ),
                 )
-                used = server.cpu_seconds() - cpu0
-                result["server_cpu_ms_per_request"] = round(used * 1000 / max(1, result["ok"]), 2)
-                out[f"{kind}_{label}"] = result
             if wrk.available():
                 # The same full-speed load from a C client, which the baseline cannot outrun.
                 for label, keyed in [("wrk", False)] + (
                     [("wrk_keys", True)] if kind == "api" else []
                 ):
-                    cpu0 = server.cpu_seconds()
-                    result = wrk.run(server.base, people_rows, seconds=SECONDS, keys=keyed)
-                    used = server.cpu_seconds() - cpu0
-                    result["server_cpu_ms_per_request"] = round(
-                        used * 1000 / max(1, result["ok"]), 2
+                    out[f"{kind}_{label}"] = with_server_cpu(
+                        server,
+                        functools.partial(
+                            wrk.run, server.base, people_rows, seconds=SECONDS, keys=keyed
+                        ),
                     )
-                    out[f"{kind}_{label}"] = result
             out[f"{kind}_rate100"] = load(
                 server.base, "--mode", "rate", "--rate", "100", "--seconds", secs, *common
             )

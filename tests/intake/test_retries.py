@@ -15,6 +15,7 @@ from models.idempotency import IdempotencyRecord
 from models.incident import Incident
 from models.person import Person
 from services import idempotency
+from services.db import make_engine
 from tests.conftest import assert_problem, make_settings, postgres_only
 from tests.intake.conftest import count, iso
 
@@ -424,8 +425,6 @@ def _autocommit_by_table(app, client, method, path, **kwargs) -> dict[str, set[b
 @pytest.fixture
 def one_connection_app(settings, db_url, clock):
     """The app on a pool of one connection: every request reuses the same one."""
-    from services.db import make_engine
-
     eng = make_engine(db_url, pool_size=1, max_overflow=0)
     app = create_app(settings, engine=eng, clock=clock)
     with TestClient(app) as client:
