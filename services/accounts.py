@@ -13,6 +13,7 @@ from models.agency import AGENCY_KINDS, Agency
 from models.api_client import ApiClient
 from models.user import USER_ROLES, User
 from services import audit
+from services.db import execute_direct
 from services.errors import Conflict, Invalid, NotFound
 from services.pagination import Page, keyset_page
 from services.principal import Principal
@@ -273,9 +274,8 @@ _CLIENT_BY_KEY = select(ApiClient.id, ApiClient.name, ApiClient.agency_id).where
 
 def client_by_key(session: Session, key: str):
     """The live API client holding this key: a row of (id, name, agency_id), or None."""
-    return (
-        session.connection().execute(_CLIENT_BY_KEY, {"key_hash": hash_api_key(key)}).one_or_none()
-    )
+    rows = execute_direct(session.connection(), _CLIENT_BY_KEY, {"key_hash": hash_api_key(key)})
+    return rows[0] if rows else None  # key_hash is unique
 
 
 def ensure_bootstrap_admin(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from models.user import LoginFailure, User
 from services import accounts, audit
 from services.config import Settings
+from services.db import execute_direct
 from services.errors import TooManyRequests
 from services.principal import Principal
 from services.security import API_KEY_PREFIX, issue_token, read_token, verify_password
@@ -144,7 +145,8 @@ def resolve_bearer(
     claims = read_token(settings.effective_secret_key, credential, now=now)
     if claims is None:
         return None
-    user = session.connection().execute(_USER_BY_ID, {"id": claims.user_id}).one_or_none()
+    rows = execute_direct(session.connection(), _USER_BY_ID, {"id": claims.user_id})
+    user = rows[0] if rows else None
     if user is None or not user.active or user.token_version != claims.version:
         return None
     return principal_for_user(user)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from models.base import new_id
 from models.idempotency import IdempotencyRecord
 from services.config import Settings
-from services.db import insert_unless_conflict
+from services.db import execute_direct, insert_unless_conflict
 from services.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 255
@@ -80,7 +80,9 @@ def _forget_callers_expired(session: Session, principal_key: str, now: datetime)
         return
     if len(_last_purge) > 10_000:  # a bound, not a policy: forgetting only costs a DELETE
         _last_purge.clear()
-    session.connection().execute(_FORGET_EXPIRED, {"principal_key": principal_key, "now": now})
+    execute_direct(
+        session.connection(), _FORGET_EXPIRED, {"principal_key": principal_key, "now": now}
+    )
     _last_purge[principal_key] = now
 
 
@@ -121,7 +123,7 @@ def claim(
         # INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same key makes this
         # one wait for it (no savepoint, no error), then find its marker below.
         record_id = new_id()
-        if conn.execute(claim_key, {"id": record_id, **row}).scalar_one_or_none() is not None:
+        if execute_direct(conn, claim_key, {"id": record_id, **row}):  # a row: claimed
             _forget_callers_expired(session, principal_key, now)
             return Claim(record_id=record_id)
         existing = _find(session, principal_key, key)
@@ -182,7 +184,8 @@ def complete(
     headers: dict[str, str] | None = None,
 ) -> None:
     """Phase 2: store the answer (in the same transaction as the work)."""
-    session.connection().execute(
+    execute_direct(
+        session.connection(),
         _COMPLETE,
         {
             "record_id": record_id,

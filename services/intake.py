@@ -24,7 +24,7 @@ from models.person import Person
 from services import audit, chi, matching, postcodes
 from services.access import incident_scope
 from services.config import Settings
-from services.db import in_batches, insert_rows, insert_unless_conflict
+from services.db import execute_direct, in_batches, insert_rows, insert_unless_conflict
 from services.errors import Conflict, Invalid, NotFound
 from services.pagination import Page, decode_cursor, keyset_page
 from services.principal import Principal
@@ -361,8 +361,7 @@ def _insert(
     statement = insert_unless_conflict(
         conn.dialect.name, Incident.__table__, "source_agency_id", "source_ref"
     )
-    stored = conn.execute(statement, values).scalar_one_or_none()  # None: source_ref used
-    if stored is None:
+    if not execute_direct(conn, statement, values):  # no row returned: source_ref used
         # source_ref already used: take back the person matching just created for it (a
         # repeat of a request whose person could not be matched strongly); the caller then
         # answers with the incident already stored.

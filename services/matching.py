@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from models.base import new_id
 from models.person import Person, PossibleDuplicate
-from services.db import insert_rows, plain_insert
+from services.db import execute_direct, insert_rows, plain_insert
 
 _DROP = set(" \t\n\r-\u2010\u2011\u2012\u2013\u2014'\u2019\u2018`\u00b4.")
 # Latin letters that Unicode does not decompose into a base letter plus an accent.
@@ -293,7 +293,7 @@ def _serialise_identity(session: Session, details: PersonDetails, nkey: str | No
     if not keys:
         return
     keys.sort()  # one statement, the locks in sorted order
-    conn.execute(_identity_lock(len(keys)), {f"k{i}": key for i, key in enumerate(keys)})
+    execute_direct(conn, _identity_lock(len(keys)), {f"k{i}": key for i, key in enumerate(keys)})
 
 
 _MATCH_COLUMNS = (
@@ -362,7 +362,7 @@ def match_or_create(session: Session, details: PersonDetails, *, now: datetime) 
     conn = session.connection()
     rows = []
     if statement is not None:
-        rows = conn.execute(statement, _parameters(details.chi, fkey, nkey, dob)).all()
+        rows = execute_direct(conn, statement, _parameters(details.chi, fkey, nkey, dob))
     if details.chi:
         for row in rows:
             if row.chi == details.chi:
@@ -404,7 +404,7 @@ def match_or_create(session: Session, details: PersonDetails, *, now: datetime) 
         "updated_at": now,
     }
     # Core statements: intake's hot path skips the ORM unit of work.
-    conn.execute(plain_insert(Person.__table__), values)
+    execute_direct(conn, plain_insert(Person.__table__), values)
     record_candidates(
         session,
         Person(**values),
