@@ -104,12 +104,13 @@ class RequestSession(Session):
     until :meth:`begin_transactions`. For a request whose first statements are single
     self-contained ones that must be committed at once anyway - who the caller is, then an
     Idempotency-Key's in-flight marker (api/idempotency.py) - before the work's transaction.
-    The pool resets the connection's isolation level when the session gives it back.
+    The connection is back in transactional mode before it goes back to the pool.
     """
 
     _held: Connection | None = None
     # Statements run one by one, each committed by the server, until begin_transactions().
     _autocommit = False
+    _driver_autocommit = False  # the held connection's driver is in autocommit mode
 
     def __init__(self, *args: Any, autocommit_first: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,7 +123,11 @@ class RequestSession(Session):
         if self._held is None or self._held.closed:
             self._held = bind.connect()
             if self._autocommit:
-                self._held.execution_options(isolation_level="AUTOCOMMIT")
+                # The driver's own switch, not execution_options(isolation_level=...):
+                # SQLAlchemy would then also reset the isolation level at every check-in.
+                # Switched back by begin_transactions(), or before the connection goes back.
+                self._held.connection.dbapi_connection.autocommit = True
+                self._driver_autocommit = True
         return self._held
 
     def begin_transactions(self) -> None:
@@ -133,10 +138,22 @@ class RequestSession(Session):
         if self.in_transaction():
             raise RuntimeError("begin_transactions() inside a transaction")
         self._autocommit = False
-        if self._held is not None and not self._held.closed:
-            self._held.execution_options(isolation_level=self._held.default_isolation_level)
+        self._end_driver_autocommit()
+
+    def _end_driver_autocommit(self) -> None:
+        held = self._held
+        if not self._driver_autocommit or held is None or held.closed:
+            return
+        self._driver_autocommit = False
+        if held.invalidated:  # a lost connection: the pool replaces it
+            return
+        try:
+            held.connection.dbapi_connection.autocommit = False
+        except Exception:  # noqa: BLE001 - never give the pool a connection in autocommit
+            held.invalidate()
 
     def _release(self) -> None:
+        self._end_driver_autocommit()
         held, self._held = self._held, None
         if held is not None:
             held.close()

@@ -458,6 +458,17 @@ def test_a_keyed_intake_claims_its_key_outside_a_transaction_and_does_its_work_i
         app, client, "POST", "/v1/incidents", json=body(), headers=cast.partner_a.headers
     )
     assert seen["incidents"] == {False} and seen["audit_log"] == {False}
+    # And after keyed requests refused in the autocommit phase: an unknown API key (401),
+    # the key reused with another body (422).
+    bad = {"Authorization": "Bearer nfod_not-a-key", "Idempotency-Key": "autocommit-401"}
+    assert client.post("/v1/incidents", json=body(), headers=bad).status_code == 401
+    other = body()
+    other["notes"] = "another body under the same key"
+    assert client.post("/v1/incidents", json=other, headers=h).status_code == 422
+    seen = _autocommit_by_table(
+        app, client, "POST", "/v1/incidents", json=body(), headers=cast.partner_a.headers
+    )
+    assert seen["incidents"] == {False} and seen["audit_log"] == {False}
 
 
 @postgres_only
