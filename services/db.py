@@ -308,6 +308,8 @@ def execute_direct(conn: Connection, statement: Any, params: dict | list[dict]) 
     ordinary ``conn.execute``.
     """
     many = isinstance(params, list)
+    if many and not params:
+        return []
     first = params[0] if many else params
     if conn.dialect.name != "postgresql" or _hooked(conn):
         return _ordinary(conn, statement, params, many)
