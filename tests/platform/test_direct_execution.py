@@ -192,4 +192,4 @@ def test_a_keyed_intake_runs_its_statements_directly(app, client, factory, clock
         )
         assert r.status_code == 201, r.text
     with app.state.engine.connect() as conn:
-        assert conn.execute(select(Incident.id)).scalars().all().__len__() == 2
+        assert len(conn.execute(select(Incident.id)).scalars().all()) == 2
