@@ -116,7 +116,7 @@ class UnitOfWorkRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
 
 
-def _session_slots(request: Request) -> asyncio.Semaphore:
+def session_slots(request: Request) -> asyncio.Semaphore:
     """The worker's admission limit for database sessions (``Settings.session_slots``), one
     per event loop (a test client may run the app on more than one)."""
     loop = asyncio.get_running_loop()
@@ -146,6 +146,27 @@ def _keyed_on_postgresql(request: Request) -> bool:
     )
 
 
+def open_session(request: Request) -> Session:
+    """The request's session, with its audit context (no I/O: it connects on first use)."""
+    session: Session = request.app.state.request_session_factory(
+        autocommit_first=_keyed_on_postgresql(request)
+    )
+    audit.set_context(
+        session, request_id=request.state.request_id, client_addr=client_addr(request)
+    )
+    return session
+
+
+def close_session(session: Session, *, failed: bool) -> None:
+    """Commit (or, ``failed``, roll back) what is left of the request's work and close it."""
+    if _settled(session):
+        session.close()
+    elif failed:
+        _fail(session)
+    else:
+        _finish(session)
+
+
 async def _session(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed before the response is sent.
 
@@ -163,13 +184,8 @@ async def _session(request: Request) -> AsyncIterator[Session]:
     so it happens on the event loop. It keeps its connection from first use until it is
     closed, across commits (services.db.RequestSession).
     """
-    async with _session_slots(request):
-        session: Session = request.app.state.request_session_factory(
-            autocommit_first=_keyed_on_postgresql(request)
-        )
-        audit.set_context(
-            session, request_id=request.state.request_id, client_addr=client_addr(request)
-        )
+    async with session_slots(request):
+        session = open_session(request)
         try:
             yield session
         except BaseException:
@@ -177,13 +193,13 @@ async def _session(request: Request) -> AsyncIterator[Session]:
                 session.close()
             else:
                 with anyio.CancelScope(shield=True):
-                    await run_in_threadpool(_fail, session)
+                    await run_in_threadpool(close_session, session, failed=True)
             raise
         if _settled(session):
             session.close()
         else:
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool(_finish, session)
+                await run_in_threadpool(close_session, session, failed=False)
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]
@@ -218,12 +234,17 @@ def require(*roles: str) -> Callable[..., Principal]:
     """A dependency admitting only the given roles (403 for the rest, before the body is read)."""
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
-        if principal.role not in roles:
-            raise Forbidden(f"the {principal.role} role may not use this endpoint")
-        return principal
+        return check_role(principal, roles)
 
     dependency.__name__ = f"require_{'_'.join(roles)}"
+    dependency.roles = roles  # type: ignore[attr-defined] - read by api.direct
     return dependency
+
+
+def check_role(principal: Principal, roles: tuple[str, ...]) -> Principal:
+    if principal.role not in roles:
+        raise Forbidden(f"the {principal.role} role may not use this endpoint")
+    return principal
 
 
 def any_user(principal: CurrentPrincipal) -> Principal:

@@ -11,7 +11,8 @@ what makes a before/after comparison on a shared machine meaningful. ``--keys`` 
 Idempotency-Key with every request (what a partner that retries safely does). It also reports
 each server's CPU time per request (from /proc), which a busy machine disturbs far less than
 throughput: one worker's throughput is bounded by 1 / (CPU per request). ``--profile``
-records the API with py-spy during its last round (py-spy must be installed in the venv).
+records the API with py-spy during its last round (py-spy must be installed in the venv;
+a name ending in .txt gives collapsed stacks of the thread holding the GIL, to count).
 
 Rows this script adds carry ``source_ref`` ``LOAD-...``; ``make bench`` removes them when it
 reuses the data set.
@@ -56,6 +57,7 @@ def main() -> int:
         help="NAME=VALUE for the compared API only (with --compare-root), e.g. a setting",
     )
     args = p.parse_args()
+    raw_profile = bool(args.profile and args.profile.endswith(".txt"))
     os.makedirs(LOGS, exist_ok=True)
     url = bench_url()
     people = os.path.join(LOGS, "people.json")
@@ -112,6 +114,8 @@ def main() -> int:
                             str(int(args.seconds)),
                             "-r",
                             "200",
+                            # out.txt: collapsed stacks of the thread holding the GIL
+                            *(["--format", "raw", "--gil"] if raw_profile else []),
                         ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
+from api.direct import DirectRoute
 from api.idempotency import claims_keys, idempotent
 from api.problems import TITLES, problem_type
 from api.schemas.common import Page, problem_responses
@@ -54,15 +55,6 @@ def _one(
     return (201 if created else 200), incident_out(incident, subs, now)
 
 
-@router.post(
-    "/v1/incidents",
-    status_code=201,
-    response_model=IncidentOut,
-    responses={
-        200: {"model": IncidentOut, "description": "identical repeat of an earlier source_ref"},
-        **problem_responses(409),
-    },
-)
 @claims_keys
 def create_incident(
     request: Request,
@@ -90,6 +82,21 @@ def create_incident(
         body.model_dump(mode="json", exclude_unset=True) if keyed else None,
         work,
     )
+
+
+# Every partner notification comes here: answered in one thread-pool hop (api.direct).
+router.add_api_route(
+    "/v1/incidents",
+    create_incident,
+    methods=["POST"],
+    route_class_override=DirectRoute,
+    status_code=201,
+    response_model=IncidentOut,
+    responses={
+        200: {"model": IncidentOut, "description": "identical repeat of an earlier source_ref"},
+        **problem_responses(409),
+    },
+)
 
 
 def _problem_of(exc: DomainError) -> dict[str, Any]:

@@ -1,0 +1,155 @@
+"""DirectRoute: a route whose whole request is handled in one thread-pool hop.
+
+For the hottest write path (``POST /v1/incidents``: every partner notification) FastAPI's
+per-request dependency solving cost more CPU than the route's own work on the event loop -
+a quarter of the request's CPU, including a thread-pool hop of its own for the caller's
+look-up (BENCHMARKS.md, seventh round). A DirectRoute keeps the endpoint exactly as it is
+declared (its signature still makes the OpenAPI document, and FastAPI still builds its
+dependant), but answers a request itself, in this order, all in one worker thread:
+
+1. the caller (``api.deps.get_principal``) and the role check of its ``require(...)``
+   dependency - 401 and 403 before anything in the request is validated, as API.md asks;
+2. the header parameters and the JSON body, validated by the same FastAPI fields and
+   helpers an ordinary route uses (the same 400/422 answers, errors and locations);
+3. the endpoint, with the request's session, clock and settings (``api.deps``), then the
+   end of the unit of work: commit, or roll back keeping the entries that must survive.
+
+The session admission limit is taken on the event loop before the hop, as for any route.
+What it supports is checked when the route is built: a ``Request`` parameter, header
+parameters, one body model, and the dependencies ``require(...)``, ``DbSession``, ``Now``
+and ``AppSettings`` (any other dependency is a TypeError at start-up, never a silent
+difference). Dependencies added where the router is included are not supported (none are).
+``tests/platform/test_direct_route.py`` checks that its answers equal the ordinary
+handler's for good and bad requests alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.utils import request_params_to_args
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import Response
+
+from api import deps
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    main, _, sub = media.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+class DirectRoute(deps.UnitOfWorkRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if inspect.iscoroutinefunction(endpoint):
+            raise TypeError("a DirectRoute endpoint is a plain (synchronous) function")
+        super().__init__(path, endpoint, **kwargs)
+
+    def ordinary_handler(self) -> Handler:
+        """FastAPI's own request handler for this route (what the tests compare with)."""
+        return super().get_route_handler()
+
+    def get_route_handler(self) -> Handler:
+        dependant = self.dependant
+        if dependant.query_params or dependant.path_params or dependant.cookie_params:
+            raise TypeError("a DirectRoute takes header and body parameters only")
+        if len(dependant.body_params) > 1 or self.body_field is None:
+            raise TypeError("a DirectRoute takes exactly one body model")
+        roles: tuple[str, ...] | None = None
+        provided: dict[str, str] = {}  # parameter name -> what it receives
+        for sub in dependant.dependencies:
+            if getattr(sub.call, "roles", None) is not None and roles is None:
+                roles = sub.call.roles
+                provided[sub.name] = "principal"
+            elif sub.call is deps._session:
+                provided[sub.name] = "session"
+            elif sub.call is deps.get_now:
+                provided[sub.name] = "now"
+            elif sub.call is deps.get_settings:
+                provided[sub.name] = "settings"
+            else:
+                raise TypeError(f"a DirectRoute cannot provide the dependency {sub.call!r}")
+        if roles is None:
+            raise TypeError("a DirectRoute needs a require(...) dependency")
+        header_fields = dependant.header_params
+        body_field = self.body_field
+        body_name = dependant.body_params[0].name
+        request_name = dependant.request_param_name
+        endpoint = self.endpoint  # already wrapped by UnitOfWorkRoute: it commits itself
+
+        def validated(request: Request, raw: bytes) -> dict[str, Any]:
+            """The endpoint's header and body arguments, or RequestValidationError."""
+            values, errors = request_params_to_args(header_fields, request.headers)
+            if not raw:
+                body: Any = None
+                errors.append(
+                    {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+                )
+            else:
+                document: Any = raw
+                if _is_json(request.headers.get("content-type")):
+                    try:
+                        document = json.loads(raw)
+                    except json.JSONDecodeError as exc:
+                        raise RequestValidationError(
+                            [
+                                {
+                                    "type": "json_invalid",
+                                    "loc": ("body", exc.pos),
+                                    "msg": "JSON decode error",
+                                    "input": {},
+                                    "ctx": {"error": exc.msg},
+                                }
+                            ],
+                            body=exc.doc,
+                        ) from exc
+                body, body_errors = body_field.validate(document, values, loc=("body",))
+                errors.extend(body_errors)
+            if errors:
+                raise RequestValidationError(errors, body=raw)
+            values[body_name] = body
+            return values
+
+        def run(request: Request, raw: bytes) -> Response:
+            session = deps.open_session(request)
+            failed = True
+            try:
+                settings = request.app.state.settings
+                now = request.app.state.clock()
+                principal = deps.get_principal(request, session, settings, now)
+                deps.check_role(principal, roles)
+                kwargs = validated(request, raw)
+                given = {"principal": principal, "session": session, "now": now}
+                given["settings"] = settings
+                for name, what in provided.items():
+                    kwargs[name] = given[what]
+                if request_name:
+                    kwargs[request_name] = request
+                response = endpoint(**kwargs)
+                failed = False
+            finally:
+                deps.close_session(session, failed=failed)
+            if not isinstance(response, Response):
+                raise TypeError("a DirectRoute endpoint returns a Response")
+            return response
+
+        async def handler(request: Request) -> Response:
+            try:
+                raw = await request.body()
+            except Exception as exc:  # noqa: BLE001 - as FastAPI answers it (the middleware's 413)
+                raise HTTPException(400, "There was an error parsing the body") from exc
+            async with deps.session_slots(request):
+                # Not cancelled with the client: the unit of work always ends in its thread.
+                return await run_in_threadpool(run, request, raw)
+
+        return handler

@@ -1,0 +1,228 @@
+"""api.direct.DirectRoute answers POST /v1/incidents exactly as FastAPI's own handler does.
+
+The same requests go to two apps on the same database: the real one, and one whose
+DirectRoute is built with FastAPI's ordinary handler (dependency solving, a thread-pool hop
+for the caller, another for the endpoint). Every answer - status, media type, the headers a
+client reads and the body with its generated ids masked - must be the same, for accepted,
+repeated, replayed and refused requests alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.direct import DirectRoute
+from models.incident import Incident
+from tests.intake.conftest import count, iso
+
+# Generated, or made unique per app by the cases (source_ref, the person's family name).
+GENERATED = {"id", "person_id", "created_at", "updated_at", "existing_id", "source_ref"}
+GENERATED |= {"family_name"}
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+READ_HEADERS = ("content-type", "www-authenticate", "idempotent-replayed")
+
+
+def _masked(value):
+    if isinstance(value, dict):
+        return {k: "<generated>" if k in GENERATED else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if isinstance(value, str):
+        return UUID.sub("<uuid>", value)
+    return value
+
+
+def _answer(response) -> dict:
+    try:
+        body = _masked(response.json())
+    except ValueError:
+        body = response.text
+    return {
+        "status": response.status_code,
+        "headers": {h: response.headers.get(h) for h in READ_HEADERS},
+        "location": _masked(response.headers.get("location")),
+        "body": body,
+    }
+
+
+@pytest.fixture
+def clients(app, monkeypatch, settings, engine, clock):
+    """(direct, ordinary): clients of the real app and of one with FastAPI's own handler on
+    its DirectRoute. FastAPI builds an included route's handler at the route's first request,
+    so each is built here, under its own patch, by a first (unauthenticated) request."""
+    built = []
+
+    def recorded(kind, make):
+        def get_route_handler(route):
+            built.append((kind, route.path))
+            return make(route)
+
+        return get_route_handler
+
+    direct_handler = DirectRoute.get_route_handler
+    with contextlib.ExitStack() as stack:
+        out = []
+        for kind, each, make in (
+            (
+                "ordinary",
+                create_app(settings, engine=engine, clock=clock),
+                DirectRoute.ordinary_handler,
+            ),
+            ("direct", app, direct_handler),
+        ):
+            client = stack.enter_context(TestClient(each, raise_server_exceptions=False))
+            with monkeypatch.context() as patch:
+                patch.setattr(DirectRoute, "get_route_handler", recorded(kind, make))
+                assert client.post("/v1/incidents", json={}).status_code == 401
+            out.append(client)
+        assert built == [("ordinary", "/v1/incidents"), ("direct", "/v1/incidents")]
+        yield out[1], out[0]
+        assert len(built) == 2  # nothing was built again later
+
+
+def _cases(clock, partner, analyst, tag: str):
+    """(name, method kwargs) pairs; source_refs and names are unique per app (``tag``)."""
+    now = clock()
+
+    def body(ref: str, **extra):
+        data = {
+            "source_ref": f"{tag}-{ref}",
+            "occurred_at": iso(now - timedelta(hours=3)),
+            "reported_at": iso(now - timedelta(hours=2)),
+            "location": {"description": "stairwell", "postcode": "DD3 7AA"},
+            "substances": ["heroin", "street benzodiazepine"],
+            "naloxone_administered": True,
+            "person": {"given_name": "Sam", "family_name": f"Reid{tag}", "sex": "male"},
+        }
+        data.update(extra)
+        return data
+
+    auth = partner.headers
+    key = f"{tag}-{uuid.uuid4()}"
+    json_headers = auth | {"Content-Type": "application/json"}
+    return [
+        ("no credentials", {"json": body("a")}),
+        ("unknown API key", {"json": body("a"), "headers": {"Authorization": "Bearer nfod_x"}}),
+        ("not a bearer", {"json": body("a"), "headers": {"Authorization": "Basic abc"}}),
+        ("role refused", {"json": body("a"), "headers": analyst.headers}),
+        ("refused before validation", {"json": {"colour": "red"}, "headers": analyst.headers}),
+        ("created", {"json": body("a"), "headers": auth}),
+        ("identical repeat", {"json": body("a"), "headers": auth}),
+        ("source_ref conflict", {"json": body("a", notes="other"), "headers": auth}),
+        ("unknown field", {"json": body("b", colour="red"), "headers": auth}),
+        ("several errors", {"json": {"occurred_at": "yesterday", "x": 1}, "headers": auth}),
+        ("not an object", {"json": [1, 2], "headers": auth}),
+        ("null body", {"content": b"null", "headers": json_headers}),
+        ("invalid JSON", {"content": b'{"source_ref": ', "headers": json_headers}),
+        ("empty body", {"content": b"", "headers": json_headers}),
+        ("no content type", {"content": b'{"a": 1}', "headers": auth}),
+        (
+            "form body",
+            {
+                "content": b"a=1",
+                "headers": auth | {"Content-Type": "application/x-www-form-urlencoded"},
+            },
+        ),
+        (
+            "problem+json body",
+            {
+                "content": b'{"source_ref": 1}',
+                "headers": auth | {"Content-Type": "application/merge-patch+json"},
+            },
+        ),
+        (
+            "key too long, body invalid",
+            {"json": {"x": 1}, "headers": auth | {"Idempotency-Key": "k" * 256}},
+        ),
+        ("keyed", {"json": body("c"), "headers": auth | {"Idempotency-Key": key}}),
+        ("keyed replay", {"json": body("c"), "headers": auth | {"Idempotency-Key": key}}),
+        (
+            "keyed, other body",
+            {"json": body("d"), "headers": auth | {"Idempotency-Key": key}},
+        ),
+        ("outreach worker", {"json": body("e"), "headers": "outreach"}),
+    ]
+
+
+def test_answers_equal_fastapis_own_handler(clients, factory, clock, session):
+    agency = factory.agency()
+    partner = factory.partner(agency)
+    analyst = factory.user("analyst")
+    outreach = factory.user("outreach", agency)
+    answers = {}
+    for tag, client in zip(("D", "O"), clients, strict=True):
+        got = []
+        for name, kwargs in _cases(clock, partner, analyst, tag):
+            if kwargs.get("headers") == "outreach":
+                kwargs = kwargs | {"headers": outreach.headers}
+            got.append((name, _answer(client.post("/v1/incidents", **kwargs))))
+        answers[tag] = got
+    for (name, direct), (_, fastapi_own) in zip(answers["D"], answers["O"], strict=True):
+        assert direct == fastapi_own, name
+    statuses = [a["status"] for _, a in answers["D"]]
+    assert statuses[:14] == [401, 401, 401, 403, 403, 201, 200, 409, 422, 422, 422, 422, 400, 422]
+    assert statuses[14:] == [422, 422, 422, 422, 201, 201, 422, 201]
+    # Each app stored its three new incidents (created, keyed, outreach), nothing else.
+    for tag in ("D", "O"):
+        assert count(session, Incident, Incident.source_ref.like(f"{tag}-%")) == 3
+
+
+def test_the_caller_and_the_work_share_one_thread(app, factory, clock, monkeypatch):
+    """The point of the route: the caller's look-up, validation and the work run in one
+    worker thread (FastAPI's handler uses one for the caller and another for the work)."""
+    import api.deps
+    import services.intake
+
+    threads = {}
+    real_principal = api.deps.get_principal
+    real_create = services.intake.create_incident_with_substances
+
+    def principal(*args, **kwargs):
+        threads["principal"] = threading.get_ident()
+        return real_principal(*args, **kwargs)
+
+    def create(*args, **kwargs):
+        threads["work"] = threading.get_ident()
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(api.deps, "get_principal", principal)
+    monkeypatch.setattr(services.intake, "create_incident_with_substances", create)
+    partner = factory.partner()
+    now = clock()
+    with TestClient(app) as client:
+        r = client.post(
+            "/v1/incidents",
+            json={"occurred_at": iso(now - timedelta(hours=1)), "source_ref": "T-1"},
+            headers=partner.headers,
+        )
+    assert r.status_code == 201, r.text
+    assert threads["principal"] == threads["work"]
+    assert threads["principal"] != threading.get_ident()  # not the event loop's
+
+
+def test_routes_it_cannot_serve_are_refused_at_start_up():
+    from fastapi import APIRouter, Query
+
+    from api.deps import DbSession
+
+    router = APIRouter(route_class=DirectRoute)
+
+    def with_query(session: DbSession, q: str = Query("x")):
+        return None
+
+    with pytest.raises(TypeError, match="header and body"):
+        router.add_api_route("/x", with_query, methods=["POST"])
+
+    async def not_sync():
+        return None
+
+    with pytest.raises(TypeError, match="synchronous"):
+        router.add_api_route("/y", not_sync, methods=["POST"])
