@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from api import problems
+from api import direct, problems
 from api.logging_setup import configure_logging
 from api.middleware import RequestContextMiddleware
 from api.routes import ROUTERS
@@ -80,6 +80,7 @@ def create_app(
         finally:
             if runner is not None:
                 runner.stop()
+            direct.shutdown(app)
 
     app = FastAPI(
         title="NFOD Response",

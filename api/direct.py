@@ -25,18 +25,23 @@ handler's for good and bad requests alike.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import inspect
 import json
+import queue
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from api import deps
+from api.problems import log_unhandled
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -148,8 +153,121 @@ class DirectRoute(deps.UnitOfWorkRoute):
                 raw = await request.body()
             except Exception as exc:  # noqa: BLE001 - as FastAPI answers it (the middleware's 413)
                 raise HTTPException(400, "There was an error parsing the body") from exc
-            async with deps.session_slots(request):
-                # Not cancelled with the client: the unit of work always ends in its thread.
-                return await run_in_threadpool(run, request, raw)
+            return await in_worker_thread(request, run, raw)
 
         return handler
+
+
+async def in_worker_thread(
+    request: Request, run: Callable[[Request, bytes], Response], raw: bytes
+) -> Response:
+    """Run ``run(request, raw)`` in one of the app's worker threads (:class:`WorkerThreads`)
+    while holding one of the worker's session slots (``api.deps.session_slots``), and
+    answer with its result.
+
+    A cancelled request does not stop its work: the unit of work always ends in its thread,
+    and the slot is given back only then, so no more sessions are ever open than there are
+    slots (and threads for them).
+    """
+    slots = deps.session_slots(request)
+    await slots.acquire()
+    try:
+        future = workers(request.app).submit(run, (request, raw), then=slots.release)
+    except BaseException:
+        slots.release()
+        raise
+    return await future
+
+
+class WorkerThreads:
+    """A fixed set of threads that run calls for the event loop: the thread-pool hop of a
+    DirectRoute.
+
+    anyio's ``to_thread.run_sync`` (what Starlette uses for every other synchronous route)
+    and asyncio's ``run_in_executor`` each spent 6-9 % of an intake's CPU on the hop - a
+    capacity limiter, cancel scopes and timing in one, a thread-safe ``concurrent.futures``
+    Future copied into an asyncio one in the other (BENCHMARKS.md, eighth round). Here a job
+    is one ``SimpleQueue.put``; its thread runs it in the caller's context (the request id
+    the logs carry) and hands the outcome back with one ``call_soon_threadsafe``, which then
+    calls ``then`` (even when nobody awaits the answer any more) and settles the future.
+    """
+
+    def __init__(self, size: int, name: str = "nfod-direct") -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
+            for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(
+        self, call: Callable[..., Any], args: tuple, *, then: Callable[[], Any]
+    ) -> asyncio.Future:
+        """``call(*args)`` in a thread; the future (of the running loop) gets its outcome."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((loop, future, then, contextvars.copy_context(), call, args))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            loop, future, then, context, call, args = job
+            del job
+            result = error = None
+            try:
+                result = context.run(call, *args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, then, result, error)
+            del loop, future, then, context, call, args, result, error
+
+    def shutdown(self) -> None:
+        """Let every thread finish its job, then stop them."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+def _settle(future: asyncio.Future, then: Callable[[], Any], result: Any, error: Any) -> None:
+    then()
+    if future.cancelled():  # the request went away; its work has still ended
+        if error is not None:
+            log_unhandled(error)
+        return
+    if error is None:
+        future.set_result(result)
+    elif isinstance(error, StopIteration):  # a Future cannot hold one
+        future.set_exception(RuntimeError("StopIteration in a worker thread"))
+    else:
+        future.set_exception(error)
+
+
+_WORKERS_LOCK = threading.Lock()
+
+
+def workers(app: Any) -> WorkerThreads:
+    """The app's threads for DirectRoutes: one per session slot (each job holds a slot
+    while it runs), started on first use and stopped with the app (:func:`shutdown`)."""
+    found = getattr(app.state, "direct_workers", None)
+    if found is None:
+        with _WORKERS_LOCK:
+            found = getattr(app.state, "direct_workers", None)
+            if found is None:
+                found = WorkerThreads(app.state.settings.session_slots)
+                app.state.direct_workers = found
+    return found
+
+
+def shutdown(app: Any) -> None:
+    """Stop the DirectRoute threads (at the end of the app's lifespan), after their work."""
+    with _WORKERS_LOCK:
+        found = getattr(app.state, "direct_workers", None)
+        app.state.direct_workers = None
+    if found is not None:
+        found.shutdown()

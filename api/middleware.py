@@ -32,6 +32,27 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# (method, route template, status) -> its request counter and latency histogram. Asking
+# prometheus_client for a labelled child takes a lock and a look-up every time; these are
+# the same few objects for ever (routes are templates, not raw paths).
+_SERIES: dict[tuple[str, str, int], tuple] = {}
+_SERIES_LIMIT = 5000  # a bound, not a policy: forgetting only costs a labels() call
+
+
+def _series(method: str, route: str, status: int) -> tuple:
+    key = (method, route, status)
+    found = _SERIES.get(key)
+    if found is None:
+        if len(_SERIES) >= _SERIES_LIMIT:
+            _SERIES.clear()
+        labels = (method, route, str(status))
+        found = _SERIES[key] = (
+            metrics.REQUESTS.labels(*labels),
+            metrics.LATENCY.labels(*labels),
+        )
+    return found
+
+
 class RequestContextMiddleware:
     """Every response gets X-Request-ID (the caller's when it is sane, else a new UUID);
     bodies over the limit get 413 (by Content-Length up front, or while a chunked body
@@ -112,8 +133,9 @@ class RequestContextMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")
             status = state["status"]
-            metrics.REQUESTS.labels(method, route, str(status)).inc()
-            metrics.LATENCY.labels(method, route, str(status)).observe(elapsed)
+            count, latency = _series(method, route, status)
+            count.inc()
+            latency.observe(elapsed)
             log.info(
                 "request",
                 extra={

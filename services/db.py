@@ -326,7 +326,11 @@ def execute_direct(conn: Connection, statement: Any, params: dict | list[dict]) 
             cursor.executemany(form.sql, values)
             return []
         cursor.execute(form.sql, values)
-        if cursor.description is None:
+        # No rows to fetch when the result has no columns (an INSERT without RETURNING).
+        # Asked of the result itself: ``cursor.description`` would build a Column object
+        # per column, on every statement, only to be tested against None.
+        result = cursor.pgresult
+        if result is None or not result.nfields:
             return []
         rows = cursor.fetchall()
         return list(map(form.row, rows)) if form.row is not None else rows

@@ -226,3 +226,81 @@ def test_routes_it_cannot_serve_are_refused_at_start_up():
 
     with pytest.raises(TypeError, match="synchronous"):
         router.add_api_route("/y", not_sync, methods=["POST"])
+
+
+def _bare_app(slots: int):
+    """Just what api.direct's thread hop reads: the settings' slot count, the app state."""
+    from types import SimpleNamespace
+
+    from starlette.datastructures import State
+
+    state = State()
+    state.settings = SimpleNamespace(session_slots=slots)
+    return SimpleNamespace(state=state)
+
+
+def test_a_cancelled_request_keeps_its_slot_until_its_work_has_ended():
+    """The unit of work is never cut short by the client going away, and its session slot
+    is given back only when the work has ended - never two sessions for one slot."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from api import deps, direct
+
+    app = _bare_app(1)
+    request = SimpleNamespace(app=app)
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def work(_request, raw):
+        started.set()
+        release.wait(10)
+        ended.set()
+        return raw
+
+    async def scenario():
+        task = asyncio.create_task(direct.in_worker_thread(request, work, b"answer"))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        slots = deps.session_slots(request)
+        assert slots.locked() and not ended.is_set()  # the work goes on, holding the slot
+        release.set()
+        await asyncio.wait_for(slots.acquire(), 10)  # given back once the work ended
+        assert ended.is_set()
+        slots.release()
+        # and the next request runs as usual
+        assert await direct.in_worker_thread(request, lambda r, raw: raw * 2, b"ab") == b"abab"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        direct.shutdown(app)
+
+
+def test_the_worker_thread_sees_the_requests_context_and_is_stopped_with_the_app():
+    import asyncio
+    from types import SimpleNamespace
+
+    from api import direct
+    from api.logging_setup import request_id_var
+
+    app = _bare_app(2)
+    request = SimpleNamespace(app=app)
+
+    def work(_request, _raw):
+        return request_id_var.get(), threading.current_thread()
+
+    async def scenario():
+        request_id_var.set("req-42")  # what RequestContextMiddleware sets for the logs
+        return await direct.in_worker_thread(request, work, b"")
+
+    seen, thread = asyncio.run(scenario())
+    assert seen == "req-42"
+    assert thread is not threading.main_thread() and thread.is_alive()
+    direct.shutdown(app)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert app.state.direct_workers is None
+    direct.shutdown(app)  # twice is harmless
