@@ -19,9 +19,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from api.responses import RenderedJSON
 from services import audit
 from services import idempotency as idem
 from services.config import Settings
@@ -52,11 +52,11 @@ def idempotent(
     settings: Settings,
     body: Any,
     work: Work,
-) -> JSONResponse:
+) -> RenderedJSON:
     key = request.headers.get(HEADER)
     if key is None:
         status, content, headers = work()
-        return JSONResponse(content, status_code=status, headers=headers)
+        return RenderedJSON(content, status_code=status, headers=headers)
     method, path = request.method, request.url.path
     claim = idem.claim(
         session,
@@ -72,7 +72,7 @@ def idempotent(
         stored = claim.replay
         headers = dict(stored.response_headers or {})
         headers["Idempotent-Replayed"] = "true"
-        return JSONResponse(stored.response_body, status_code=stored.status_code, headers=headers)
+        return RenderedJSON(stored.response_body, status_code=stored.status_code, headers=headers)
     session.commit()  # phase 1: the marker is visible to concurrent duplicates from now on
     if isinstance(session, RequestSession):
         session.begin_transactions()  # the work is one transaction (api.deps._session)
@@ -93,4 +93,4 @@ def idempotent(
         except Exception:  # noqa: BLE001 - the original error matters more; the lease expires
             session.rollback()
         raise
-    return JSONResponse(content, status_code=status, headers=headers)
+    return RenderedJSON(content, status_code=status, headers=headers)

@@ -7,13 +7,21 @@ import functools
 import time
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, exc, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 
+def json_text(value: Any) -> str:
+    """JSON columns' serializer: compact JSON as ``json.dumps`` writes it (non-ASCII kept),
+    by pydantic-core, about five times faster (an intake writes three such values)."""
+    return pydantic_core.to_json(value).decode()
+
+
 def make_engine(url: str, *, ping_after_idle: float = 1.0, **kwargs) -> Engine:
+    kwargs.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
@@ -320,7 +328,7 @@ def execute_direct(conn: Connection, statement: Any, params: dict | list[dict]) 
         values: Any = [form.parameters(p) for p in params]
     else:
         values = form.parameters(params)
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = _cursor(conn)
     try:
         if many:
             cursor.executemany(form.sql, values)
@@ -337,8 +345,22 @@ def execute_direct(conn: Connection, statement: Any, params: dict | list[dict]) 
     except conn.dialect.loaded_dbapi.Error as error:
         conn._handle_dbapi_exception(error, form.sql, values, cursor, None)
         raise  # pragma: no cover - _handle_dbapi_exception always raises
-    finally:
-        cursor.close()
+
+
+_CURSOR = "nfod_direct_cursor"
+
+
+def _cursor(conn: Connection) -> Any:
+    """The driver cursor direct statements run on: one per driver connection, kept in the
+    pool's ``info`` for that connection (emptied when the connection is replaced). Making a
+    psycopg cursor per statement cost more than its parameters' conversion, and a kept one
+    also keeps the type adapters it has looked up. A connection serves one thread at a
+    time, and every statement here reads its rows before the next one runs."""
+    fairy = conn.connection
+    cursor = fairy.info.get(_CURSOR)
+    if cursor is None or cursor.closed or cursor.connection is not fairy.dbapi_connection:
+        cursor = fairy.info[_CURSOR] = fairy.dbapi_connection.cursor()
+    return cursor
 
 
 def _hooked(conn: Connection) -> bool:

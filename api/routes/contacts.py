@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
 
 from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.idempotency import claims_keys, idempotent
+from api.responses import RenderedJSON
 from api.schemas.common import Page, problem_responses
 from api.schemas.contacts import ContactCreate, ContactOut
 from models.contact import ContactAttempt
@@ -52,7 +52,7 @@ def create_contact(
     now: Now,
     settings: AppSettings,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
-) -> JSONResponse:
+) -> RenderedJSON:
     def work():
         attempt, actions, referrals = follow_ups.record_attempt(
             session,

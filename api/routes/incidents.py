@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.direct import DirectRoute
 from api.idempotency import claims_keys, idempotent
 from api.problems import TITLES, problem_type
+from api.responses import RenderedJSON
 from api.schemas.common import Page, problem_responses
 from api.schemas.incidents import (
     BatchOut,
@@ -64,7 +64,7 @@ def create_incident(
     now: Now,
     settings: AppSettings,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> RenderedJSON:
     data = body.model_dump(exclude_unset=True)
 
     def work():
@@ -147,7 +147,7 @@ def create_batch(
     now: Now,
     settings: AppSettings,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> RenderedJSON:
     def work():
         results = []
         for index, item in enumerate(body.incidents):
