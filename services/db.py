@@ -160,7 +160,24 @@ class RequestSession(Session):
         except Exception:  # noqa: BLE001 - never give the pool a connection in autocommit
             held.invalidate()
 
+    # (the session's transaction, its connection), from the last plain connection() call.
+    _current: tuple[Any, Connection] | None = None
+
+    def connection(self, bind_arguments=None, execution_options=None) -> Connection:
+        """As Session's. The services ask for the connection before every statement (an
+        intake ten times); while the same transaction is active the answer cannot change,
+        so it is remembered instead of being looked up through the transaction again."""
+        if bind_arguments is None and execution_options is None:
+            current, transaction = self._current, self._transaction
+            if current is not None and current[0] is transaction and transaction.is_active:
+                return current[1]
+            conn = super().connection()
+            self._current = (self._transaction, conn)
+            return conn
+        return super().connection(bind_arguments, execution_options)
+
     def _release(self) -> None:
+        self._current = None
         self._end_driver_autocommit()
         held, self._held = self._held, None
         if held is not None:
