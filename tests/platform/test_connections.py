@@ -49,6 +49,33 @@ def test_a_request_session_keeps_its_connection_across_commits_and_returns_it_on
         event.remove(engine, "checkout", listener)
 
 
+def test_the_remembered_connection_follows_the_sessions_transactions(engine):
+    """RequestSession.connection() answers from memory only within one active transaction:
+    after a commit, a rollback, inside and after a savepoint, it is what Session says."""
+    from sqlalchemy.orm import Session
+
+    session = make_request_session_factory(engine)()
+    try:
+        conn = session.connection()
+        assert session.connection() is conn is Session.connection(session)
+        outer = session.get_transaction()
+        session.commit()
+        assert session.get_transaction() is None
+        again = session.connection()  # a new transaction (the same held connection)
+        assert session.get_transaction() is not outer
+        assert again is Session.connection(session)
+        nested = session.begin_nested()
+        assert session.connection() is Session.connection(session)
+        nested.rollback()
+        assert session.connection() is Session.connection(session)
+        assert session.connection().execute(text("SELECT 1")).scalar() == 1
+        session.rollback()
+        assert session.get_transaction() is None
+        assert session.connection() is Session.connection(session)
+    finally:
+        session.close()
+
+
 @postgres_only
 def test_an_idle_connection_the_server_dropped_is_replaced_before_use(db_url):
     eng = make_engine(db_url, ping_after_idle=0.0, pool_size=1, max_overflow=0)
