@@ -180,7 +180,7 @@ async def in_worker_thread(
 
 
 class WorkerThreads:
-    """A fixed set of threads that run calls for the event loop: the thread-pool hop of a
+    """Up to ``size`` threads that run calls for the event loop: the thread-pool hop of a
     DirectRoute.
 
     anyio's ``to_thread.run_sync`` (what Starlette uses for every other synchronous route)
@@ -190,16 +190,17 @@ class WorkerThreads:
     is one ``SimpleQueue.put``; its thread runs it in the caller's context (the request id
     the logs carry) and hands the outcome back with one ``call_soon_threadsafe``, which then
     calls ``then`` (even when nobody awaits the answer any more) and settles the future.
+    A thread is started when a job finds every started one busy, so an app that never sees
+    more than a few requests at once never has more threads than that.
     """
 
     def __init__(self, size: int, name: str = "nfod-direct") -> None:
+        self._size = size
+        self._name = name
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
-            for i in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._unfinished = 0  # jobs submitted and not yet run to their end
 
     def submit(
         self, call: Callable[..., Any], args: tuple, *, then: Callable[[], Any]
@@ -207,8 +208,20 @@ class WorkerThreads:
         """``call(*args)`` in a thread; the future (of the running loop) gets its outcome."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        with self._lock:
+            self._unfinished += 1
+            if self._unfinished > len(self._threads) and len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._serve, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
         self._jobs.put((loop, future, then, contextvars.copy_context(), call, args))
         return future
+
+    @property
+    def threads(self) -> int:
+        return len(self._threads)
 
     def _serve(self) -> None:
         while True:
@@ -222,15 +235,19 @@ class WorkerThreads:
                 result = context.run(call, *args)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
                 error = exc
+            with self._lock:
+                self._unfinished -= 1
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
                 loop.call_soon_threadsafe(_settle, future, then, result, error)
             del loop, future, then, context, call, args, result, error
 
     def shutdown(self) -> None:
         """Let every thread finish its job, then stop them."""
-        for _ in self._threads:
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
             self._jobs.put(None)
-        for thread in self._threads:
+        for thread in threads:
             thread.join()
 
 

@@ -304,3 +304,30 @@ def test_the_worker_thread_sees_the_requests_context_and_is_stopped_with_the_app
     assert not thread.is_alive()
     assert app.state.direct_workers is None
     direct.shutdown(app)  # twice is harmless
+
+
+def test_worker_threads_are_started_only_when_every_started_one_is_busy():
+    import asyncio
+
+    from api.direct import WorkerThreads
+
+    pool = WorkerThreads(3)
+    gate = threading.Event()
+    released = []
+
+    async def scenario():
+        for _ in range(5):  # one after another: one thread does it all
+            assert await pool.submit(lambda x: x + 1, (1,), then=lambda: released.append(1)) == 2
+        assert pool.threads == 1
+        blocked = [pool.submit(gate.wait, (10,), then=lambda: None) for _ in range(5)]
+        assert pool.threads == 3  # three at once at most, the other jobs wait their turn
+        gate.set()
+        assert await asyncio.gather(*blocked) == [True] * 5
+        assert pool.threads == 3
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+        pool.shutdown()
+    assert released == [1] * 5 and pool.threads == 0
