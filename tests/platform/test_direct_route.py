@@ -228,6 +228,28 @@ def test_routes_it_cannot_serve_are_refused_at_start_up():
         router.add_api_route("/y", not_sync, methods=["POST"])
 
 
+def _run(coroutine_function):
+    """asyncio.run in a thread of its own: a test before this one (the browser tests'
+    sync Playwright) may have left an event loop running in this one."""
+    import asyncio
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = asyncio.run(coroutine_function())
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the scenario did not finish"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
+
+
 def _bare_app(slots: int):
     """Just what api.direct's thread hop reads: the settings' slot count, the app state."""
     from types import SimpleNamespace
@@ -273,14 +295,13 @@ def test_a_cancelled_request_keeps_its_slot_until_its_work_has_ended():
         assert await direct.in_worker_thread(request, lambda r, raw: raw * 2, b"ab") == b"abab"
 
     try:
-        asyncio.run(scenario())
+        _run(scenario)
     finally:
         release.set()
         direct.shutdown(app)
 
 
 def test_the_worker_thread_sees_the_requests_context_and_is_stopped_with_the_app():
-    import asyncio
     from types import SimpleNamespace
 
     from api import direct
@@ -296,7 +317,7 @@ def test_the_worker_thread_sees_the_requests_context_and_is_stopped_with_the_app
         request_id_var.set("req-42")  # what RequestContextMiddleware sets for the logs
         return await direct.in_worker_thread(request, work, b"")
 
-    seen, thread = asyncio.run(scenario())
+    seen, thread = _run(scenario)
     assert seen == "req-42"
     assert thread is not threading.main_thread() and thread.is_alive()
     direct.shutdown(app)
@@ -326,7 +347,7 @@ def test_worker_threads_are_started_only_when_every_started_one_is_busy():
         assert pool.threads == 3
 
     try:
-        asyncio.run(scenario())
+        _run(scenario)
     finally:
         gate.set()
         pool.shutdown()
