@@ -269,8 +269,8 @@ _WORKERS_LOCK = threading.Lock()
 
 
 def workers(app: Any) -> WorkerThreads:
-    """The app's threads for DirectRoutes: one per session slot (each job holds a slot
-    while it runs), started on first use and stopped with the app (:func:`shutdown`)."""
+    """The app's threads for DirectRoutes: up to one per session slot (each job holds a
+    slot while it runs), made on first use and stopped with the app (:func:`shutdown`)."""
     found = getattr(app.state, "direct_workers", None)
     if found is None:
         with _WORKERS_LOCK:

@@ -15,8 +15,9 @@ from sqlalchemy.sql.dml import Insert
 
 
 def json_text(value: Any) -> str:
-    """JSON columns' serializer: compact JSON as ``json.dumps`` writes it (non-ASCII kept),
-    by pydantic-core, about five times faster (an intake writes three such values)."""
+    """JSON columns' serializer: the values ``json.dumps`` would write, as compact JSON with
+    non-ASCII characters kept, by pydantic-core, about five times faster (an intake writes
+    three such values)."""
     return pydantic_core.to_json(value).decode()
 
 
@@ -369,9 +370,9 @@ _CURSOR = "nfod_direct_cursor"
 
 def _cursor(conn: Connection) -> Any:
     """The driver cursor direct statements run on: one per driver connection, kept in the
-    pool's ``info`` for that connection (emptied when the connection is replaced). Making a
-    psycopg cursor per statement cost more than its parameters' conversion, and a kept one
-    also keeps the type adapters it has looked up. A connection serves one thread at a
+    pool's ``info`` for that connection (emptied when the connection is replaced). Making
+    and closing a psycopg cursor per statement cost about 1.5 % of an intake's instructions
+    (BENCHMARKS.md, eighth round). A connection serves one thread at a
     time, and every statement here reads its rows before the next one runs."""
     fairy = conn.connection
     cursor = fairy.info.get(_CURSOR)
