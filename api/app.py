@@ -14,10 +14,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
-from api import direct, problems
+from api import direct, problems, routes
 from api.logging_setup import configure_logging
 from api.middleware import RequestContextMiddleware
-from api.routes import ROUTERS
 from services import accounts
 from services.config import Settings, get_settings
 from services.db import make_engine, make_request_session_factory, make_session_factory
@@ -87,6 +86,9 @@ def create_app(
         version="1.0.0",
         description="Case management for a multi-agency non-fatal overdose rapid response team.",
         lifespan=lifespan,
+        telemetry=None
+        if settings.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -95,8 +97,7 @@ def create_app(
     app.state.clock = clock
 
     problems.install(app)
-    for router in ROUTERS:
-        app.include_router(router)
+    routes.install(app)
     if WEB_DIR.is_dir():
         app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="web")
 

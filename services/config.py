@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    # FastAPI's own OpenTelemetry spans and metrics (through the global providers). Off by
+    # default: the service exports Prometheus metrics and JSON logs itself, and with no
+    # provider configured FastAPI still asked the global providers on every request.
+    opentelemetry: bool = False
 
     # Accounts
     admin_username: str | None = None

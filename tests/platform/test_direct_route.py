@@ -10,12 +10,14 @@ repeated, replayed and refused requests alike.
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import threading
 import uuid
 from datetime import timedelta
 
 import pytest
+from fastapi.routing import request_response
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -54,38 +56,25 @@ def _answer(response) -> dict:
 
 
 @pytest.fixture
-def clients(app, monkeypatch, settings, engine, clock):
-    """(direct, ordinary): clients of the real app and of one with FastAPI's own handler on
-    its DirectRoute. FastAPI builds an included route's handler at the route's first request,
-    so each is built here, under its own patch, by a first (unauthenticated) request."""
-    built = []
-
-    def recorded(kind, make):
-        def get_route_handler(route):
-            built.append((kind, route.path))
-            return make(route)
-
-        return get_route_handler
-
-    direct_handler = DirectRoute.get_route_handler
+def clients(app, settings, engine, clock):
+    """(direct, ordinary): clients of the real app and of one whose POST /v1/incidents route
+    answers through FastAPI's own handler instead (a copy of the same DirectRoute, its ASGI
+    app built from ``DirectRoute.ordinary_handler``; api.routes.install puts the route
+    objects themselves on each app, so the copy replaces it on the second app only)."""
+    ordinary = create_app(settings, engine=engine, clock=clock)
+    replaced = []
+    for i, route in enumerate(ordinary.router.routes):
+        if isinstance(route, DirectRoute):
+            twin = copy.copy(route)
+            twin.app = request_response(twin.ordinary_handler())
+            ordinary.router.routes[i] = twin
+            replaced.append((route.path, sorted(route.methods)))
+    assert replaced == [("/v1/incidents", ["POST"])]
+    assert not any(r is twin for r in app.router.routes)
     with contextlib.ExitStack() as stack:
-        out = []
-        for kind, each, make in (
-            (
-                "ordinary",
-                create_app(settings, engine=engine, clock=clock),
-                DirectRoute.ordinary_handler,
-            ),
-            ("direct", app, direct_handler),
-        ):
-            client = stack.enter_context(TestClient(each, raise_server_exceptions=False))
-            with monkeypatch.context() as patch:
-                patch.setattr(DirectRoute, "get_route_handler", recorded(kind, make))
-                assert client.post("/v1/incidents", json={}).status_code == 401
-            out.append(client)
-        assert built == [("ordinary", "/v1/incidents"), ("direct", "/v1/incidents")]
-        yield out[1], out[0]
-        assert len(built) == 2  # nothing was built again later
+        direct = stack.enter_context(TestClient(app, raise_server_exceptions=False))
+        plain = stack.enter_context(TestClient(ordinary, raise_server_exceptions=False))
+        yield direct, plain
 
 
 def _cases(clock, partner, analyst, tag: str):

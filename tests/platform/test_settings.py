@@ -109,3 +109,17 @@ def test_readme_configuration_table_lists_every_setting():
         if f"`NFOD_{name.upper()}`" not in section
     ]
     assert missing == []
+
+
+def test_fastapi_opentelemetry_is_off_unless_asked_for(make_client, monkeypatch):
+    """NFOD_OPENTELEMETRY=false (the default) keeps FastAPI from consulting the global
+    OpenTelemetry providers on every request; true hands requests to FastAPI's telemetry."""
+    from opentelemetry import trace
+
+    asked = []
+    real = trace.get_tracer_provider
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: asked.append(1) or real())
+    assert make_client().get("/healthz").status_code == 200
+    assert asked == []
+    assert make_client(opentelemetry=True).get("/healthz").status_code == 200
+    assert asked, "with NFOD_OPENTELEMETRY=true FastAPI's telemetry looks for a provider"
