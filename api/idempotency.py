@@ -6,7 +6,8 @@ Usage in a route::
 
 where ``body_for_hash`` is the request body as a JSON-mode dump (``model_dump(mode="json")``)
 and ``work()`` returns ``(status_code, json_body, headers)``, ``json_body`` already JSON-safe
-(a JSON-mode dump, or plain dicts, lists, strings and numbers): it is stored and sent as is.
+(a JSON-mode dump, or plain dicts, lists, strings and numbers) or rendered
+(``services.db.JSONText``): it is stored and sent as is.
 Without the header the work simply runs. With it: phase 1 commits an in-flight marker on
 the request session; phase 2 runs the work and stores its answer on the marker, committed
 with the work by the request dependency. A failure in phase 2 removes the marker so a retry can run.

@@ -14,10 +14,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 
+class JSONText(str):
+    """A value already rendered as JSON text (``model_dump_json()``): a JSON column stores
+    it as it is (:func:`json_text`) and api.responses.RenderedJSON sends it as it is, so an
+    answer that is both stored (an Idempotency-Key's) and sent is rendered once."""
+
+    __slots__ = ()
+
+
 def json_text(value: Any) -> str:
     """JSON columns' serializer: the values ``json.dumps`` would write, as compact JSON with
     non-ASCII characters kept, by pydantic-core, about five times faster (an intake writes
-    three such values)."""
+    three such values). A :class:`JSONText` is already that text."""
+    if type(value) is JSONText:
+        return str(value)
     return pydantic_core.to_json(value).decode()
 
 

@@ -27,6 +27,7 @@ from api.schemas.incidents import (
     incident_out,
 )
 from services import intake
+from services.db import JSONText
 from services.errors import DomainError
 from services.principal import Principal
 
@@ -69,7 +70,8 @@ def create_incident(
 
     def work():
         status, out = _one(session, principal, now, settings, data)
-        return status, out.model_dump(mode="json"), {"Location": f"/v1/incidents/{out.id}"}
+        # Rendered once: sent, and stored as it is for an Idempotency-Key's replays.
+        return status, JSONText(out.model_dump_json()), {"Location": f"/v1/incidents/{out.id}"}
 
     # The body is rendered for the request hash only when an Idempotency-Key is sent.
     keyed = request.headers.get("Idempotency-Key") is not None

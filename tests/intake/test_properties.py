@@ -134,3 +134,21 @@ def test_postcode_examples():
     assert postcodes.normalise("DD3 7AA ") == "DD3 7AA"
     for bad in ("", "DD3", "7AA DD3", "DDD3 7AA", "DD3 7A", "D 7AA", "DD3 77A"):
         assert postcodes.normalise(bad) is None, bad
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="abcdeilmnorst", max_size=14),
+    st.text(alphabet="abcdeilmnorst", max_size=14),
+)
+def test_similar_names_agree_with_difflibs_ratio(a, b):
+    """matching._similar's shortcuts (length bound, quick_ratio) never change its answer."""
+    import difflib
+
+    expected = (
+        bool(a)
+        and bool(b)
+        and (a == b or difflib.SequenceMatcher(None, a, b).ratio() >= matching.SIMILAR_NAME_RATIO)
+    )
+    assert matching._similar(a, b) == expected
+    assert matching._similar(a or None, None) is False
