@@ -25,11 +25,17 @@ _JSON_TYPES = ("application/json", "application/merge-patch+json")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+# The request headers this middleware reads, found in one pass over the request's.
+_READ = frozenset((b"x-request-id", b"content-length", b"content-type", b"transfer-encoding"))
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    """The first value of each header in ``_READ`` that the request has."""
+    found: dict[bytes, str] = {}
+    for key, value in scope.get("headers", ()):
+        if key in _READ and key not in found:
+            found[key] = value.decode("latin-1")
+    return found
 
 
 # (method, route template, status) -> its request counter and latency histogram. Asking
@@ -68,7 +74,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
+        headers = _headers(scope)
+        incoming = headers.get(b"x-request-id")
         request_id = (
             incoming if incoming and _VALID_REQUEST_ID.match(incoming) else str(uuid.uuid4())
         )
@@ -94,6 +101,10 @@ class RequestContextMiddleware:
             await send_out(message)
 
         received = 0
+        # A body sent with a Content-Length (and no Transfer-Encoding) is at most that long -
+        # the HTTP server reads no further - and _reject_early has checked the length, so
+        # only a chunked body is counted as it streams in.
+        counted = b"content-length" not in headers or b"transfer-encoding" in headers
 
         async def receive_limited() -> Message:
             nonlocal received
@@ -109,12 +120,12 @@ class RequestContextMiddleware:
             return message
 
         try:
-            rejection = self._reject_early(scope)
+            rejection = self._reject_early(scope, headers)
             if rejection is not None:
                 await rejection(scope, receive, send_out)
                 return
             try:
-                await self.app(scope, receive_limited, send_from_app)
+                await self.app(scope, receive_limited if counted else receive, send_from_app)
             except Exception as exc:  # noqa: BLE001 - answered below, logged without its message
                 if not state["too_large"]:
                     log_unhandled(exc)
@@ -150,8 +161,8 @@ class RequestContextMiddleware:
     def _too_large(self):
         return problem_response(413, f"the request body is larger than {self.max_body_bytes} bytes")
 
-    def _reject_early(self, scope: Scope):
-        length = _header(scope, b"content-length")
+    def _reject_early(self, scope: Scope, headers: dict[bytes, str]):
+        length = headers.get(b"content-length")
         if length is not None:
             try:
                 if int(length) > self.max_body_bytes:
@@ -160,8 +171,8 @@ class RequestContextMiddleware:
                 return problem_response(400, "Content-Length is not a number")
         method = scope.get("method")
         if method in ("POST", "PUT", "PATCH") and scope.get("path", "").startswith("/v1/"):
-            ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-            has_body = length not in (None, "0") or _header(scope, b"transfer-encoding") is not None
+            ctype = (headers.get(b"content-type") or "").split(";")[0].strip().lower()
+            has_body = length not in (None, "0") or b"transfer-encoding" in headers
             if has_body and ctype and ctype not in _JSON_TYPES and ctype not in _FORM_TYPES:
                 return problem_response(415, f"send the body as application/json, not {ctype}")
         return None
