@@ -64,6 +64,9 @@ BIG_N = int(os.environ.get("BENCH_INCIDENTS", "1000000"))
 SMALL_N = int(os.environ.get("BENCH_SMALL_INCIDENTS", "10000"))
 REUSE = os.environ.get("BENCH_REUSE") == "1"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
+# wrk's full-speed runs alternate baseline, API, keyed API this many times, each run
+# BENCH_SECONDS / 2 long; the ratios are the medians of the rounds' own ratios.
+WRK_ROUNDS = int(os.environ.get("BENCH_WRK_ROUNDS", "3"))
 READS = int(os.environ.get("BENCH_READS", "100"))
 OVERDUE_BATCH = int(os.environ.get("BENCH_OVERDUE_BATCH", "10000"))
 SETTLE = float(os.environ.get("BENCH_SETTLE_SECONDS", "30"))
@@ -499,7 +502,8 @@ def with_server_cpu(server: Server, drive) -> dict:
 
 
 def step_ingest(big_url: str) -> dict:
-    """Full-speed ingest (16 connections) and a fixed 100 req/s, baseline then API.
+    """Full-speed ingest (16 connections) and a fixed 100 req/s, baseline then API, from the
+    httpx client; then wrk's full-speed runs, alternated between the two servers.
 
     The API is also driven with a fresh Idempotency-Key on every request (what a partner that
     retries safely sends), and each full-speed run records the server's CPU time per request:
@@ -512,10 +516,14 @@ def step_ingest(big_url: str) -> dict:
         people_rows = json.load(fh)
     out: dict = {}
     secs = str(SECONDS)
-    for kind, port in (("baseline", BASE_PORT), ("api", API_PORT)):
-        server = Server(f"{kind}-ingest", kind, big_url, port, LOGS)
-        server.start()
-        try:
+    servers = {
+        kind: Server(f"{kind}-ingest", kind, big_url, port, LOGS)
+        for kind, port in (("baseline", BASE_PORT), ("api", API_PORT))
+    }
+    try:
+        for server in servers.values():
+            server.start()
+        for kind, server in servers.items():
             common = ["--people", people]
             load(server.base, "--mode", "max", "--seconds", "3", "--concurrency", "8", *common)
             runs = [("max", [])]
@@ -537,22 +545,17 @@ def step_ingest(big_url: str) -> dict:
                         *extra,
                     ),
                 )
-            if wrk.available():
-                # The same full-speed load from a C client, which the baseline cannot outrun.
-                for label, keyed in [("wrk", False)] + (
-                    [("wrk_keys", True)] if kind == "api" else []
-                ):
-                    out[f"{kind}_{label}"] = with_server_cpu(
-                        server,
-                        functools.partial(
-                            wrk.run, server.base, people_rows, seconds=SECONDS, keys=keyed
-                        ),
-                    )
             out[f"{kind}_rate100"] = load(
                 server.base, "--mode", "rate", "--rate", "100", "--seconds", secs, *common
             )
+        if wrk.available():
+            out.update(wrk_alternated(servers, people_rows))
+        else:
+            out["wrk"] = "not measured: wrk is not installed (Debian: apt-get install wrk)"
+        for kind, server in servers.items():
             out[f"{kind}_peak_rss_mb"] = server.peak_rss_mb()
-        finally:
+    finally:
+        for server in servers.values():
             server.stop()
     base_rps = out["baseline_max"]["throughput_rps"]
     out["ratio_throughput_api_over_baseline"] = round(
@@ -561,14 +564,54 @@ def step_ingest(big_url: str) -> dict:
     out["ratio_throughput_api_keys_over_baseline"] = round(
         out["api_max_keys"]["throughput_rps"] / base_rps, 3
     )
-    if "baseline_wrk" in out:
-        wrk_rps = out["baseline_wrk"]["throughput_rps"]
-        out["ratio_wrk_api_over_baseline"] = round(out["api_wrk"]["throughput_rps"] / wrk_rps, 3)
-        out["ratio_wrk_api_keys_over_baseline"] = round(
-            out["api_wrk_keys"]["throughput_rps"] / wrk_rps, 3
+    return out
+
+
+def wrk_alternated(servers: dict[str, Server], people_rows: list[dict]) -> dict:
+    """wrk at full speed (a C client, which the baseline cannot outrun), in ``WRK_ROUNDS``
+    rounds of baseline, API, keyed API, each run ``BENCH_SECONDS / 2``.
+
+    A single run per server, a minute apart, measured the machine's drift as much as the
+    servers: on a shared 2-CPU machine the same code's CPU per request moved by a fifth
+    between two 10-second rounds. Each round's API runs are divided by that round's baseline
+    run, and the ratio is the median of the rounds'; each server's figures are its median
+    round (by throughput), and every round is kept (``<name>_rounds``).
+    """
+    plan = [("baseline_wrk", "baseline", False), ("api_wrk", "api", False)]
+    plan.append(("api_wrk_keys", "api", True))
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in plan}
+    for _ in range(WRK_ROUNDS):
+        for name, kind, keyed in plan:
+            server = servers[kind]
+            runs[name].append(
+                with_server_cpu(
+                    server,
+                    functools.partial(
+                        wrk.run, server.base, people_rows, seconds=SECONDS / 2, keys=keyed
+                    ),
+                )
+            )
+    out: dict = {}
+    for name, results in runs.items():
+        out[name] = sorted(results, key=lambda r: r["throughput_rps"])[len(results) // 2]
+        out[f"{name}_rounds"] = [
+            {
+                "throughput_rps": r["throughput_rps"],
+                "server_cpu_ms_per_request": r["server_cpu_ms_per_request"],
+            }
+            for r in results
+        ]
+
+    def ratio(name: str) -> float:
+        pairs = zip(runs[name], runs["baseline_wrk"], strict=True)
+        return round(
+            statistics.median(a["throughput_rps"] / b["throughput_rps"] for a, b in pairs), 3
         )
-    else:
-        out["wrk"] = "not measured: wrk is not installed (Debian: apt-get install wrk)"
+
+    out["ratio_wrk_api_over_baseline"] = ratio("api_wrk")
+    out["ratio_wrk_api_keys_over_baseline"] = ratio("api_wrk_keys")
+    out["wrk_rounds"] = WRK_ROUNDS
+    out["wrk_seconds_per_run"] = SECONDS / 2
     return out
 
 
@@ -1066,6 +1109,20 @@ def render_md(res: dict) -> str:
                 f"{lat.get('p50')} ms | {lat.get('p99')} ms | {m.get('non_2xx')} | "
                 f"{m.get('socket_errors')} | {m.get('bodies_reused')} |"
             )
+        if ing.get("wrk_rounds"):
+            lines += [
+                "",
+                f"Each row is the median of {ing['wrk_rounds']} alternated rounds (baseline, API,"
+                f" keyed API; {ing['wrk_seconds_per_run']:g} s each); the ratios are the medians"
+                " of each round's API / baseline. Every round, req/s (server CPU ms per request):",
+                "",
+            ]
+            for label in ("baseline_wrk", "api_wrk", "api_wrk_keys"):
+                rounds = ing.get(f"{label}_rounds", [])
+                shown = ", ".join(
+                    f"{r['throughput_rps']} ({r['server_cpu_ms_per_request']})" for r in rounds
+                )
+                lines.append(f"- {label}: {shown}")
     elif ing.get("wrk"):
         lines += ["", ing["wrk"]]
     lines += [
