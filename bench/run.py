@@ -577,8 +577,11 @@ def wrk_alternated(servers: dict[str, Server], people_rows: list[dict]) -> dict:
     run, and the ratio is the median of the rounds'; each server's figures are its median
     round (by throughput), and every round is kept (``<name>_rounds``).
     """
-    plan = [("baseline_wrk", "baseline", False), ("api_wrk", "api", False)]
-    plan.append(("api_wrk_keys", "api", True))
+    plan = [
+        ("baseline_wrk", "baseline", False),
+        ("api_wrk", "api", False),
+        ("api_wrk_keys", "api", True),
+    ]
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in plan}
     for _ in range(WRK_ROUNDS):
         for name, kind, keyed in plan:
