@@ -118,6 +118,8 @@ class DirectRoute(deps.UnitOfWorkRoute):
                             ],
                             body=exc.doc,
                         ) from exc
+                    except ValueError as exc:  # not UTF-8: FastAPI's answer to it, a 400
+                        raise HTTPException(400, "There was an error parsing the body") from exc
                 body, body_errors = body_field.validate(document, values, loc=("body",))
                 errors.extend(body_errors)
             if errors:
