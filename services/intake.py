@@ -6,6 +6,7 @@ commits. Access rules come from services.access (a record outside reach is NotFo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -13,18 +14,25 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import String, and_, bindparam, delete, func, insert, literal_column, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.agency import Agency
 from models.base import new_id
 from models.incident import Incident, IncidentSubstance
-from models.person import Person
+from models.person import Person, PossibleDuplicate
 from services import audit, chi, matching, postcodes
 from services.access import incident_scope
 from services.config import Settings
-from services.db import execute_direct, in_batches, insert_rows, insert_unless_conflict
+from services.db import (
+    execute_direct,
+    in_batches,
+    insert_for,
+    insert_rows,
+    insert_unless_conflict,
+)
 from services.errors import Conflict, Invalid, NotFound
 from services.pagination import Page, decode_cursor, keyset_page
 from services.principal import Principal
@@ -323,10 +331,9 @@ def _insert(
 ) -> tuple[NewIncident | None, bool]:
     """Insert the incident (matching its person first); returns (incident, person_created),
     or (None, False) when its source_ref is already used."""
-    person_id = None
-    person_created = False
+    found = None
     if norm.person is not None and norm.person.identifying:
-        person_id, person_created = matching.match_or_create(session, norm.person, now=now)
+        found = matching.match(session, norm.person, now=now)
     v = norm.values
     location = v.get("location") or {}
     values = {
@@ -346,7 +353,7 @@ def _insert(
         "naloxone_administered_by": v.get("naloxone_administered_by"),
         "hospital": v.get("hospital"),
         "person_submitted": norm.person_submitted,
-        "person_id": person_id,
+        "person_id": found.person_id if found else None,
         "notes": v.get("notes"),
         "fu_status": "awaiting_contact",
         # An outreach worker who records an overdose holds its follow-up (and can read it
@@ -355,9 +362,16 @@ def _insert(
         "created_at": now,
         "updated_at": now,
     }
+    person_created = found is not None and found.created
     # Core INSERTs: the hot path of intake skips the ORM unit of work. A NewIncident of the
     # same values is what the caller answers with.
     conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        if not _insert_in_one_statement(conn, values, found, norm.substances):
+            return None, False  # source_ref already used: nothing was written
+        return NewIncident(values), person_created
+    if person_created:
+        matching.write_new_person(session, found)
     statement = insert_unless_conflict(
         conn.dialect.name, Incident.__table__, "source_agency_id", "source_ref"
     )
@@ -366,7 +380,7 @@ def _insert(
         # repeat of a request whose person could not be matched strongly); the caller then
         # answers with the incident already stored.
         if person_created:
-            matching.forget_new_person(session, person_id)
+            matching.forget_new_person(session, values["person_id"])
         return None, False
     if norm.substances:
         insert_rows(
@@ -378,6 +392,116 @@ def _insert(
             ],
         )
     return NewIncident(values), person_created
+
+
+def _insert_in_one_statement(
+    conn: Any, values: dict[str, Any], found: matching.Match | None, substances: list[str]
+) -> bool:
+    """PostgreSQL: the incident, its new person (with the possible duplicates matching
+    found) and its substances in one statement (:func:`_one_statement`); False, and nothing
+    written, when the incident's source_ref is already used."""
+    new_person = found.new_person if found is not None and found.created else None
+    duplicates = found.duplicates if new_person is not None else []
+    params = {f"i_{key}": value for key, value in values.items()}
+    if new_person is not None:
+        params.update({f"p_{key}": value for key, value in new_person.items()})
+    if duplicates:
+        params["d_id"] = [row["id"] for row in duplicates]
+        params["d_candidate_id"] = [row["candidate_id"] for row in duplicates]
+        params["d_reason"] = [row["reason"] for row in duplicates]
+    if substances:
+        params["s_substance"] = substances
+    statement = _one_statement(
+        tuple(values), new_person is not None, bool(duplicates), bool(substances)
+    )
+    return bool(execute_direct(conn, statement, params))
+
+
+@functools.cache
+def _one_statement(keys: tuple[str, ...], person: bool, duplicates: bool, substances: bool):
+    """One PostgreSQL statement for an incident and what comes with it (built once per
+    shape), so a notification costs one round trip for its writes instead of up to four::
+
+        WITH incident AS (INSERT INTO incidents ... ON CONFLICT (source_agency_id,
+                          source_ref) DO NOTHING RETURNING id),
+             person AS (INSERT INTO persons SELECT ... FROM incident),
+             duplicates AS (INSERT INTO possible_duplicates SELECT ... FROM incident, unnest(...)),
+             substances AS (INSERT INTO incident_substances SELECT ... FROM incident,
+                            unnest(...) WITH ORDINALITY)
+        SELECT id FROM incident
+
+    Every other part reads the incident's RETURNING, so when the source_ref is already used
+    (no row) none of them writes anything - no person to take back. Foreign keys are checked
+    at the end of the statement, when the person and the incident both exist. Parameters:
+    ``i_<column>`` (the incident), ``p_<column>`` (the person), the arrays ``d_id``,
+    ``d_candidate_id``, ``d_reason`` (the possible duplicates) and ``s_substance``.
+
+    A substance's ``occurred_at`` is given here: the trigger that copies it from the
+    incident (migration 0002) cannot see an incident inserted by the same statement, and
+    keeps the given value then.
+    """
+    incidents, persons = Incident.__table__, Person.__table__
+    incident = (
+        insert_for("postgresql")(incidents)
+        .values({key: bindparam(f"i_{key}", type_=incidents.c[key].type) for key in keys})
+        .on_conflict_do_nothing(index_elements=["source_agency_id", "source_ref"])
+        .returning(incidents.c.id)
+        .cte("incident")
+    )
+    parts = []
+    if person:
+        columns = [c.key for c in persons.columns if c.key != "merged_into_id"]
+        person_values = {key: bindparam(f"p_{key}", type_=persons.c[key].type) for key in columns}
+        parts.append(
+            insert(persons)
+            .from_select(columns, select(*person_values.values()).select_from(incident))
+            .cte("person")
+        )
+        if duplicates:
+            rows = (
+                func.unnest(
+                    bindparam("d_id", type_=ARRAY(String)),
+                    bindparam("d_candidate_id", type_=ARRAY(String)),
+                    bindparam("d_reason", type_=ARRAY(String)),
+                )
+                .table_valued("id", "candidate_id", "reason")
+                .render_derived("duplicate")
+            )
+            parts.append(
+                insert(PossibleDuplicate.__table__)
+                .from_select(
+                    ["id", "person_id", "candidate_id", "reason", "created_at"],
+                    select(
+                        rows.c.id,
+                        person_values["id"],
+                        rows.c.candidate_id,
+                        rows.c.reason,
+                        person_values["created_at"],
+                    ).select_from(incident.join(rows, true())),
+                )
+                .cte("duplicates")
+            )
+    if substances:
+        named = (
+            func.unnest(bindparam("s_substance", type_=ARRAY(String)))
+            .table_valued("substance", with_ordinality="ordinality")
+            .render_derived("named")
+        )
+        occurred_at = bindparam("i_occurred_at", type_=incidents.c.occurred_at.type)
+        parts.append(
+            insert(IncidentSubstance.__table__)
+            .from_select(
+                ["incident_id", "position", "substance", "occurred_at"],
+                select(
+                    incident.c.id,
+                    named.c.ordinality - literal_column("1"),
+                    named.c.substance,
+                    occurred_at,
+                ).select_from(incident.join(named, true())),
+            )
+            .cte("substances")
+        )
+    return select(incident.c.id).add_cte(*parts)
 
 
 class NewIncident:

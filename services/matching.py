@@ -16,7 +16,7 @@ import difflib
 import functools
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -114,8 +114,8 @@ def _gaps(current: Any, details: PersonDetails, now: datetime) -> dict[str, Any]
 
 
 def _fill_gaps(person: Person, details: PersonDetails, now: datetime) -> None:
-    for field, value in _gaps(person, details, now).items():
-        setattr(person, field, value)
+    for name, value in _gaps(person, details, now).items():
+        setattr(person, name, value)
 
 
 def _update(session: Session, person_id: str, changes: dict[str, Any]) -> None:
@@ -240,22 +240,10 @@ def _candidates_statement(shape: _Shape):
     )
 
 
-def record_candidates(
-    session: Session, person: Person, *, now: datetime, others: Iterable[Person] | None = None
-) -> int:
-    """Record weak matches of a newly created person as possible duplicates.
-
-    ``others``: the candidates already read (intake reads them with its match look-up);
-    otherwise they are read here.
-    """
-    if others is None:
-        dob, fkey, nkey = person.date_of_birth, person.family_key, person.name_key
-        statement = _candidates_statement(_shape(None, fkey, nkey, dob, strong_name=False))
-        if statement is None:
-            return 0
-        others = session.execute(
-            statement, {**_parameters(None, fkey, nkey, dob), "person_id": person.id}
-        ).scalars()
+def candidate_rows(person: Any, others: Iterable[Any], *, now: datetime) -> list[dict[str, Any]]:
+    """The possible-duplicate rows (at most ``MAX_CANDIDATES``) recording ``others`` that
+    are weak matches of the newly created ``person`` (a Person, or anything with its
+    columns)."""
     rows = []
     for other in others:
         reason = _weak_reason(person, other)
@@ -272,6 +260,25 @@ def record_candidates(
         )
         if len(rows) >= MAX_CANDIDATES:
             break
+    return rows
+
+
+def record_candidates(
+    session: Session, person: Person, *, now: datetime, others: Iterable[Person] | None = None
+) -> int:
+    """Record weak matches of a newly created person as possible duplicates.
+
+    ``others``: the candidates already read; otherwise they are read here.
+    """
+    if others is None:
+        dob, fkey, nkey = person.date_of_birth, person.family_key, person.name_key
+        statement = _candidates_statement(_shape(None, fkey, nkey, dob, strong_name=False))
+        if statement is None:
+            return 0
+        others = session.execute(
+            statement, {**_parameters(None, fkey, nkey, dob), "person_id": person.id}
+        ).scalars()
+    rows = candidate_rows(person, others, now=now)
     if rows:
         insert_rows(session, PossibleDuplicate.__table__, rows)
     return len(rows)
@@ -353,9 +360,25 @@ def _match_statement(shape: _Shape):
     return select(*_MATCH_COLUMNS).where(or_(*conditions)).order_by(*order).limit(CANDIDATE_LIMIT)
 
 
-def match_or_create(session: Session, details: PersonDetails, *, now: datetime) -> tuple[str, bool]:
-    """The id of the person these details describe, and whether it was created. Never
-    merges on a guess.
+@dataclass
+class Match:
+    """What :func:`match` decided: a known person (``created`` False), or a new one whose
+    row and possible-duplicate rows are still to be written (:func:`write_new_person`, or
+    intake's single statement on PostgreSQL)."""
+
+    person_id: str
+    created: bool
+    new_person: dict[str, Any] | None = None
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+
+
+def match(session: Session, details: PersonDetails, *, now: datetime) -> Match:
+    """Decide which person these details describe. Never merges on a guess.
+
+    A known person is returned as it is (the gaps these details fill are updated here); a
+    new one is only described: nothing of it is written yet, so the caller can write it in
+    the same statement as the incident it comes with. The identity locks taken here are
+    held until the transaction ends, so the new person is written under them.
 
     One query (plain rows, no ORM objects) reads everything the decision needs: the person
     holding the CHI, the strong name matches, and the weak candidates a new person is
@@ -381,9 +404,9 @@ def match_or_create(session: Session, details: PersonDetails, *, now: datetime) 
                     person = live(session, row.id)
                     if person is not None:
                         _fill_gaps(person, details, now)
-                        return person.id, False
+                        return Match(person.id, False)
                 _update(session, row.id, _gaps(row, details, now))
-                return row.id, False
+                return Match(row.id, False)
     if strong_name:
         for row in rows:
             if (
@@ -399,7 +422,7 @@ def match_or_create(session: Session, details: PersonDetails, *, now: datetime) 
                 changes["chi"] = details.chi  # the unique constraint guards a concurrent fill
                 changes["updated_at"] = now
             _update(session, row.id, changes)
-            return row.id, False
+            return Match(row.id, False)
     values = {
         "id": new_id(),
         "chi": details.chi,
@@ -414,15 +437,36 @@ def match_or_create(session: Session, details: PersonDetails, *, now: datetime) 
         "created_at": now,
         "updated_at": now,
     }
-    # Core statements: intake's hot path skips the ORM unit of work.
-    execute_direct(conn, plain_insert(Person.__table__), values)
-    record_candidates(
-        session,
-        Person(**values),
-        now=now,
-        others=[row for row in rows if row.merged_into_id is None],
+    duplicates = candidate_rows(
+        _NewPerson(values), [row for row in rows if row.merged_into_id is None], now=now
     )
-    return values["id"], True
+    return Match(values["id"], True, values, duplicates)
+
+
+class _NewPerson:
+    """A person's row values read as attributes (what :func:`_weak_reason` compares)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def write_new_person(session: Session, found: Match) -> None:
+    """Insert the new person :func:`match` described, and its possible duplicates (Core
+    statements: intake's hot path skips the ORM unit of work)."""
+    if not found.created or found.new_person is None:
+        raise ValueError("write_new_person: the match found a known person")
+    execute_direct(session.connection(), plain_insert(Person.__table__), found.new_person)
+    if found.duplicates:
+        insert_rows(session, PossibleDuplicate.__table__, found.duplicates)
+
+
+def match_or_create(session: Session, details: PersonDetails, *, now: datetime) -> tuple[str, bool]:
+    """The id of the person these details describe, and whether it was created (written
+    here): :func:`match`, then :func:`write_new_person` for a new person."""
+    found = match(session, details, now=now)
+    if found.created:
+        write_new_person(session, found)
+    return found.person_id, found.created
 
 
 def forget_new_person(session: Session, person_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -401,14 +402,16 @@ def test_a_keyed_intake_commits_twice_on_one_connection(app, client, cast, body,
     assert len(checkouts) == 1
 
 
+_WRITTEN = re.compile(r"(?:INSERT INTO|UPDATE|DELETE FROM)\s+(\S+)", re.IGNORECASE)
+
+
 def _autocommit_by_table(app, client, method, path, **kwargs) -> dict[str, set[bool]]:
     """Send one request; for each table it wrote, whether the connection was in autocommit."""
     seen: dict[str, set[bool]] = {}
 
     def listener(conn, cursor, statement, parameters, context, executemany):
-        words = statement.split()
-        if words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
-            table = words[2] if words[0].upper() != "UPDATE" else words[1]
+        # Every table a statement writes, its WITH parts included (intake's single statement).
+        for table in _WRITTEN.findall(statement):
             seen.setdefault(table.strip('"'), set()).add(
                 conn.connection.dbapi_connection.autocommit
             )
