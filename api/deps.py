@@ -20,6 +20,7 @@ from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services import audit
 from services.auth import resolve_bearer
 from services.config import Settings
+from services.db import has_writes_at_commit
 from services.errors import Forbidden, Unauthorized
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from services.principal import Principal
@@ -52,7 +53,11 @@ def _rollback(session: Session) -> None:
 
 def _settled(session: Session) -> bool:
     """Nothing left to commit or roll back: closing it does no I/O."""
-    return not session.in_transaction() and not audit.has_pending(session)
+    return (
+        not session.in_transaction()
+        and not audit.has_pending(session)
+        and not has_writes_at_commit(session)
+    )
 
 
 def _finish(session: Session) -> None:
@@ -96,6 +101,8 @@ def end_unit_of_work(call: Callable[..., Any]) -> Callable[..., Any]:
                 _rollback(session)
             raise
         for session in sessions:
+            if _settled(session):  # committed already (api.idempotency): nothing to do
+                continue
             try:
                 session.commit()
             except BaseException:

@@ -9,8 +9,8 @@ and ``work()`` returns ``(status_code, json_body, headers)``, ``json_body`` alre
 (a JSON-mode dump, or plain dicts, lists, strings and numbers) or rendered
 (``services.db.JSONText``): it is stored and sent as is.
 Without the header the work simply runs. With it: phase 1 commits an in-flight marker on
-the request session; phase 2 runs the work and stores its answer on the marker, committed
-with the work by the request dependency. A failure in phase 2 removes the marker so a retry can run.
+the request session; phase 2 runs the work, stores its answer on the marker and commits
+both. A failure in phase 2 (its commit included) removes the marker so a retry can run.
 """
 
 from __future__ import annotations
@@ -82,10 +82,12 @@ def idempotent(
         idem.complete(
             session, record_id=claim.record_id, status_code=status, body=content, headers=headers
         )
-        session.flush()
+        # Phase 2 ends here: the work and its stored answer (written with the commit) are
+        # committed together, inside this try, so that a failed commit releases the key too.
+        session.commit()
     except BaseException:
-        # The request transaction will roll back; remove the marker in its own commit so a
-        # retry is not refused as "in flight" until the lease runs out.
+        # The work is rolled back; remove the marker in its own commit so a retry is not
+        # refused as "in flight" until the lease runs out.
         session.rollback()
         audit.keep_only_survivors(session)
         try:

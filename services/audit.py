@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.audit import AuditEntry
 from models.base import new_id
-from services.db import insert_rows
+from services.db import before_commit_writes, insert_rows_at_commit
 from services.principal import Principal
 
 GENESIS_HASH = "0" * 64
@@ -203,16 +203,14 @@ def _write_pending(session: Session) -> None:
             values["prev_hash"] = prev
             values["hash"] = prev = chain_hash(prev, values["content_hash"])
     # PostgreSQL: the deferred trigger audit_log_seal chains the rows inside COMMIT.
-    insert_rows(session, AuditEntry.__table__, rows)
+    insert_rows_at_commit(session, AuditEntry.__table__, rows)
 
 
-@event.listens_for(Session, "before_commit")
-def _before_commit(session: Session) -> None:
-    # Also fired when a SAVEPOINT is released: write only at the real (outermost) commit,
-    # so the chain lock is held briefly and entries survive a savepoint rolled back later.
-    if session.in_nested_transaction():
-        return
-    _write_pending(session)
+# Run at the real (outermost) commit only, not when a SAVEPOINT is released, so the chain
+# lock is held briefly and entries survive a savepoint rolled back later. The rows go with
+# the session's other writes at commit (services.db.write_at_commit): on PostgreSQL, one
+# statement for them all.
+before_commit_writes(_write_pending)
 
 
 @dataclass

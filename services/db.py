@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import functools
+import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
@@ -406,6 +408,163 @@ def _hooked(conn: Connection) -> bool:
 def _ordinary(conn: Connection, statement: Any, params: Any, many: bool) -> list[Any]:
     result = conn.execute(statement, params)
     return [] if many or not result.returns_rows else result.all()
+
+
+# --- writes sent with the commit --------------------------------------------------------
+
+_AT_COMMIT = "nfod_writes_at_commit"
+_PREPARERS: list[Callable[[Session], None]] = []
+# The most writes one statement carries (each a WITH part of it); more are sent in turns.
+TOGETHER_LIMIT = 8
+
+
+def write_at_commit(session: Session, statement: Any, params: dict[str, Any]) -> None:
+    """Queue a single-row-set write (an INSERT or UPDATE built once, with its parameters)
+    that nothing in this transaction reads back: it is sent at the session's outermost
+    commit, in order with the others queued, and on PostgreSQL in one statement with them
+    (:func:`execute_together`). A rollback of the transaction drops it.
+
+    For the writes that end a request - an Idempotency-Key's stored answer, the audit
+    entries (services.audit) - each of which would otherwise cost a round trip of its own."""
+    if not session.in_transaction():
+        session.begin()  # no I/O; its rollback must drop what was queued in it
+    session.info.setdefault(_AT_COMMIT, []).append((statement, params))
+
+
+def insert_rows_at_commit(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """:func:`insert_rows`, sent with the commit (:func:`write_at_commit`): rows with the
+    same columns go in multi-row ``VALUES`` statements of up to ``AT_COMMIT_ROWS`` rows,
+    written in the order given."""
+    for start in range(0, len(rows), AT_COMMIT_ROWS):
+        chunk = rows[start : start + AT_COMMIT_ROWS]
+        keys = tuple(chunk[0])
+        if len(chunk) == 1 or any(tuple(row) != keys for row in chunk):
+            for row in chunk:
+                write_at_commit(session, plain_insert(table), row)
+            continue
+        params = {f"{key}_{i}": row[key] for i, row in enumerate(chunk) for key in keys}
+        write_at_commit(session, _multi_row_insert(table, keys, len(chunk)), params)
+
+
+# Rows one queued multi-row INSERT carries (a page of search results audits 50 reads).
+AT_COMMIT_ROWS = 64
+
+
+def before_commit_writes(prepare: Callable[[Session], None]) -> Callable[[Session], None]:
+    """Register ``prepare(session)``, run at every outermost commit just before the queued
+    writes are sent, to queue its own (services.audit queues the entries it has kept)."""
+    _PREPARERS.append(prepare)
+    return prepare
+
+
+def has_writes_at_commit(session: Session) -> bool:
+    return bool(session.info.get(_AT_COMMIT))
+
+
+@event.listens_for(Session, "before_commit")
+def _send_writes_at_commit(session: Session) -> None:
+    # Also fired when a SAVEPOINT is released: only the real (outermost) commit sends them.
+    if session.in_nested_transaction():
+        return
+    for prepare in _PREPARERS:
+        prepare(session)
+    send_writes_at_commit(session)
+
+
+def send_writes_at_commit(session: Session) -> None:
+    """Send the writes queued so far now (the outermost commit does it anyway)."""
+    queued = session.info.pop(_AT_COMMIT, None)
+    if queued:
+        execute_together(session.connection(), queued)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_writes_at_commit(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+        session.info.pop(_AT_COMMIT, None)
+
+
+def execute_together(conn: Connection, writes: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Run writes (statement, parameters) in order. On PostgreSQL, up to ``TOGETHER_LIMIT``
+    at a time go as one statement - ``WITH w0 AS (write 0), w1 AS (write 1) write 2`` - so
+    they cost one round trip; each is compiled as :func:`execute_direct` compiles it, its
+    parameters renamed ``w<n>_<name>``. Data-modifying WITH parts all run, to completion,
+    on the statement's one snapshot, which is why only writes that read nothing the others
+    write may be queued together (no part sees another's rows; foreign keys are checked at
+    the end of the statement). A statement that has a WITH of its own runs alone."""
+    if conn.dialect.name != "postgresql":
+        for statement, params in writes:
+            execute_direct(conn, statement, params)
+        return
+    pending: list[tuple[_Direct, dict[str, Any]]] = []
+    for statement, params in writes:
+        form = _direct_form(conn, statement, tuple(params), False)
+        if form is None or form.sql.lstrip()[:4].upper() == "WITH":
+            _send_together(conn, pending)
+            pending = []
+            execute_direct(conn, statement, params)
+            continue
+        pending.append((form, params))
+        if len(pending) == TOGETHER_LIMIT:
+            _send_together(conn, pending)
+            pending = []
+    _send_together(conn, pending)
+
+
+# A pyformat placeholder, or an escaped percent sign (kept as it is).
+_PLACEHOLDER = re.compile(r"%%|%\(([^)]+)\)s")
+# (the parts' forms) -> the statement's SQL. Bounded like _direct_cache.
+_together_cache: dict[tuple[_Direct, ...], str] = {}
+
+
+def _together_sql(forms: tuple[_Direct, ...]) -> str:
+    sql = _together_cache.get(forms)
+    if sql is None:
+        parts = [
+            _PLACEHOLDER.sub(
+                lambda m, n=n: m.group(0) if m.group(1) is None else f"%(w{n}_{m.group(1)})s",
+                form.sql,
+            )
+            for n, form in enumerate(forms)
+        ]
+        sql = (
+            "WITH "
+            + ", ".join(f"w{n} AS ({part})" for n, part in enumerate(parts[:-1]))
+            + " "
+            + parts[-1]
+        )
+        if len(_together_cache) >= _DIRECT_CACHE_LIMIT:
+            _together_cache.clear()
+        _together_cache[forms] = sql
+    return sql
+
+
+def _send_together(conn: Connection, pending: list[tuple[_Direct, dict[str, Any]]]) -> None:
+    if not pending:
+        return
+    if len(pending) == 1:
+        form, params = pending[0]
+        _run(conn, form.sql, form.parameters(params))
+        return
+    values: dict[str, Any] = {}
+    for n, (form, params) in enumerate(pending):
+        for name, value in form.parameters(params).items():
+            values[f"w{n}_{name}"] = value
+    _run(conn, _together_sql(tuple(form for form, _ in pending)), values)
+
+
+def _run(conn: Connection, sql: str, values: dict[str, Any]) -> None:
+    """One compiled statement on the driver (statement hooks see it, as SQLAlchemy's own
+    ``exec_driver_sql``, when there are any)."""
+    if _hooked(conn):
+        conn.exec_driver_sql(sql, values)
+        return
+    cursor = _cursor(conn)
+    try:
+        cursor.execute(sql, values)
+    except conn.dialect.loaded_dbapi.Error as error:
+        conn._handle_dbapi_exception(error, sql, values, cursor, None)
+        raise  # pragma: no cover - _handle_dbapi_exception always raises
 
 
 @functools.cache

@@ -2,8 +2,9 @@
 
 Phase 1 (:func:`claim`) inserts an in-flight marker that the API layer commits at once, so
 a concurrent duplicate sees it; phase 2 (:func:`complete`) stores the answer in the same
-transaction as the work. :func:`release` removes a marker whose work failed, so a retry
-can run. Keys are kept ``idempotency_ttl_hours`` (>= 24, default 48) and then purged.
+transaction as the work, written with its commit. :func:`release` removes a marker whose
+work failed, so a retry can run. Keys are kept ``idempotency_ttl_hours`` (>= 24, default 48)
+and then purged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from models.base import new_id
 from models.idempotency import IdempotencyRecord
 from services.config import Settings
-from services.db import execute_direct, insert_unless_conflict
+from services.db import execute_direct, insert_unless_conflict, write_at_commit
 from services.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 255
@@ -183,9 +184,10 @@ def complete(
     body: Any,
     headers: dict[str, str] | None = None,
 ) -> None:
-    """Phase 2: store the answer (in the same transaction as the work)."""
-    execute_direct(
-        session.connection(),
+    """Phase 2: store the answer, in the same transaction as the work: it is written with
+    the transaction's commit (services.db.write_at_commit), so the caller commits next."""
+    write_at_commit(
+        session,
         _COMPLETE,
         {
             "record_id": record_id,

@@ -114,6 +114,23 @@ def test_failed_work_releases_the_key(client, cast, body, session, clock):
     assert client.post("/v1/incidents", json=body(), headers=h).status_code == 201
 
 
+def test_a_commit_that_fails_releases_the_key(client, cast, body, session, monkeypatch):
+    """The work and its stored answer are committed inside the key's phase 2: a commit that
+    fails (here: an audit entry without its content hash, refused by the chain) rolls both
+    back and frees the key at once, so the retry is not refused as in flight."""
+    from services import audit
+
+    h = cast.partner_a.headers | {"Idempotency-Key": "commit-fails"}
+    data = body()
+    with monkeypatch.context() as patched:
+        patched.setattr(audit, "content_hash", lambda values: None)
+        failed = client.post("/v1/incidents", json=data, headers=h)
+    assert failed.status_code >= 500
+    assert count(session, Incident) == 0 and count(session, IdempotencyRecord) == 0
+    assert client.post("/v1/incidents", json=data, headers=h).status_code == 201
+    assert count(session, Incident) == 1
+
+
 def test_a_key_past_retention_is_free_again_before_the_purge(client, cast, body, session, clock):
     h = cast.partner_a.headers | {"Idempotency-Key": "reused-later"}
     first = client.post("/v1/incidents", json=body(), headers=h)

@@ -91,3 +91,27 @@ def test_postgresql_writes_a_notification_in_one_statement(app, client, cast, bo
     assert [t for t in writes if "incidents" in t] == [together]
     # Besides it: the audit entries only (no separate person, duplicate or substance write).
     assert [t for t in writes if "incidents" not in t] == [["audit_log"]]
+
+
+@postgres_only
+def test_a_keyed_notifications_answer_is_stored_with_its_audit_entries(app, client, cast, body):
+    """Keyed: the claim (committed first), the intake's statement, then the stored answer
+    and the audit entries together (services.db.write_at_commit): three writes in all (the
+    caller's expired keys, purged now and then, aside)."""
+    writes: list[list[str]] = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        tables = _WRITE.findall(statement)
+        if tables and not statement.startswith("DELETE"):
+            writes.append(tables)
+
+    event.listen(app.state.engine, "before_cursor_execute", listener)
+    try:
+        h = cast.partner_a.headers | {"Idempotency-Key": "one-statement"}
+        r = client.post("/v1/incidents", json=body(), headers=h)
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", listener)
+    assert r.status_code == 201, r.text
+    assert writes[0] == ["idempotency_keys"]
+    assert writes[1][0] == "incidents"
+    assert writes[2:] == [["idempotency_keys", "audit_log"]]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import CurrentPrincipal, DbSession, Now
 from models.audit import AuditEntry
 from services import audit
-from services.db import make_session_factory
+from services.db import make_session_factory, send_writes_at_commit
 from services.errors import NotFound
 from tests.conftest import assert_problem, is_postgres, postgres_only
 
@@ -202,7 +202,8 @@ def test_entries_are_chained_in_commit_order_not_insert_order(engine, session):
     try:
         audit.record(first, actor=None, action="read", at=now, subject_id="slow-writer")
         first.flush()
-        audit._write_pending(first)  # inserted now (lower seq), committed after `second`
+        audit._write_pending(first)  # queued for the commit ...
+        send_writes_at_commit(first)  # ... and inserted now (lower seq), committed after `second`
         audit.record(second, actor=None, action="read", at=now, subject_id="quick-writer")
         second.commit()
         first.commit()
