@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator
@@ -48,8 +48,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 JSONType = JSON().with_variant(JSON(none_as_null=True), "postgresql")
 
 
+# The RFC 4122 variant: the high two bits of the 17th hex digit are 10 (8, 9, a or b).
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its canonical text form, made from 16 random bytes
+    directly: the same 122 random bits as ``str(uuid.uuid4())``, at a fifth of its cost (an
+    intake makes six ids)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 class Base(DeclarativeBase):
