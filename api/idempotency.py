@@ -26,7 +26,7 @@ from api.responses import RenderedJSON
 from services import audit
 from services import idempotency as idem
 from services.config import Settings
-from services.db import RequestSession
+from services.db import RequestSession, has_writes_at_commit
 from services.intake import canonical_hash
 from services.principal import Principal
 
@@ -43,6 +43,14 @@ def claims_keys(handler: Handler) -> Handler:
     without a transaction of their own, and ``idempotent`` begins the work's."""
     setattr(handler, CLAIMS_KEYS, True)
     return handler
+
+
+def _nothing_to_write(session: Session) -> bool:
+    return (
+        isinstance(session, RequestSession)
+        and not audit.has_pending(session)
+        and not has_writes_at_commit(session)
+    )
 
 
 def idempotent(
@@ -74,9 +82,13 @@ def idempotent(
         headers = dict(stored.response_headers or {})
         headers["Idempotent-Replayed"] = "true"
         return RenderedJSON(stored.response_body, status_code=stored.status_code, headers=headers)
-    session.commit()  # phase 1: the marker is visible to concurrent duplicates from now on
-    if isinstance(session, RequestSession):
-        session.begin_transactions()  # the work is one transaction (api.deps._session)
+    # Phase 1 ends: the marker is visible to concurrent duplicates from now on. A session in
+    # its autocommit phase (keyed, PostgreSQL: api.deps._session) had it committed by the
+    # server with the claim itself, and only turns transactional for the work.
+    if not (_nothing_to_write(session) and session.end_autocommit()):
+        session.commit()
+        if isinstance(session, RequestSession):
+            session.begin_transactions()  # the work is one transaction
     try:
         status, content, headers = work()
         idem.complete(

@@ -161,6 +161,19 @@ class RequestSession(Session):
         self._autocommit = False
         self._end_driver_autocommit()
 
+    def end_autocommit(self) -> bool:
+        """End the autocommit phase without a commit: each statement of it has been
+        committed by the server already, so the session's own commit would be bookkeeping
+        only (a whole transaction's worth of it). The driver turns transactional, the next
+        statement begins the work's transaction, and the session's commit commits it.
+        Only when the phase has left nothing for the session to write (queued writes, audit
+        entries: the caller checks); False, and nothing done, outside the phase."""
+        if not self._autocommit:
+            return False
+        self._autocommit = False
+        self._end_driver_autocommit()
+        return True
+
     def _end_driver_autocommit(self) -> None:
         held = self._held
         if not self._driver_autocommit or held is None or held.closed:

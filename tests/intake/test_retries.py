@@ -492,6 +492,28 @@ def test_a_keyed_intake_claims_its_key_outside_a_transaction_and_does_its_work_i
 
 
 @postgres_only
+def test_a_keyed_intake_commits_once_the_server_having_committed_its_claim(
+    one_connection_app, cast, body
+):
+    """The claim is committed by the server (autocommit); the session then turns
+    transactional without a commit of its own, and commits the work and its answer once."""
+    app, client = one_connection_app
+    commits: list[bool] = []
+
+    def listener(conn):
+        commits.append(conn.connection.dbapi_connection.autocommit)
+
+    h = cast.partner_a.headers | {"Idempotency-Key": "one-commit"}
+    event.listen(app.state.engine, "commit", listener)
+    try:
+        r = client.post("/v1/incidents", json=body(), headers=h)
+    finally:
+        event.remove(app.state.engine, "commit", listener)
+    assert r.status_code == 201, r.text
+    assert commits == [False]  # one commit, of a transaction: the work with its answer
+
+
+@postgres_only
 def test_a_key_sent_to_a_route_that_does_not_claim_keys_changes_nothing(app, client, cast):
     """Only routes answering through idempotent() start outside a transaction."""
     h = cast.coordinator.headers | {"Idempotency-Key": "ignored-here"}
