@@ -8,15 +8,17 @@ users with tokens, partner API clients).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -259,6 +261,16 @@ class Factory:
 @pytest.fixture
 def factory(engine, settings, clock) -> Factory:
     return Factory(engine, settings, clock)
+
+
+@contextlib.contextmanager
+def listening(target, identifier: str, fn: Callable[..., None]) -> Iterator[None]:
+    """A SQLAlchemy event listener for the duration of a with-block."""
+    event.listen(target, identifier, fn)
+    try:
+        yield
+    finally:
+        event.remove(target, identifier, fn)
 
 
 def assert_problem(response, status: int) -> dict:

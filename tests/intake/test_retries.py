@@ -17,7 +17,7 @@ from models.incident import Incident
 from models.person import Person
 from services import idempotency
 from services.db import make_engine
-from tests.conftest import assert_problem, make_settings, postgres_only
+from tests.conftest import assert_problem, listening, make_settings, postgres_only
 from tests.intake.conftest import count, iso
 
 
@@ -410,11 +410,8 @@ def test_a_keyed_intake_commits_twice_on_one_connection(app, client, cast, body,
     client.post("/v1/incidents", json=body(source_ref="WARM"), headers=cast.partner_a.headers)
     checkouts: list[object] = []
     listener = lambda dbapi_conn, record, proxy: checkouts.append(record)  # noqa: E731
-    event.listen(app.state.engine, "checkout", listener)
-    try:
+    with listening(app.state.engine, "checkout", listener):
         r = client.post("/v1/incidents", json=body(), headers=h)
-    finally:
-        event.remove(app.state.engine, "checkout", listener)
     assert r.status_code == 201, r.text
     assert len(checkouts) == 1
 
@@ -504,11 +501,8 @@ def test_a_keyed_intake_commits_once_the_server_having_committed_its_claim(
         commits.append(conn.connection.dbapi_connection.autocommit)
 
     h = cast.partner_a.headers | {"Idempotency-Key": "one-commit"}
-    event.listen(app.state.engine, "commit", listener)
-    try:
+    with listening(app.state.engine, "commit", listener):
         r = client.post("/v1/incidents", json=body(), headers=h)
-    finally:
-        event.remove(app.state.engine, "commit", listener)
     assert r.status_code == 201, r.text
     assert commits == [False]  # one commit, of a transaction: the work with its answer
 

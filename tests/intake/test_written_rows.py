@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from models.incident import Incident, IncidentSubstance
 from models.person import Person, PossibleDuplicate
-from tests.conftest import postgres_only
+from tests.conftest import listening, postgres_only
 from tests.intake.conftest import count
 
 
@@ -82,11 +82,8 @@ def test_postgresql_writes_a_notification_in_one_statement(app, client, cast, bo
         if tables:
             writes.append(tables)
 
-    event.listen(app.state.engine, "before_cursor_execute", listener)
-    try:
+    with listening(app.state.engine, "before_cursor_execute", listener):
         _post(client, cast.partner_a, body(person={**known, "given_name": "Samm"}))
-    finally:
-        event.remove(app.state.engine, "before_cursor_execute", listener)
     together = ["incidents", "persons", "possible_duplicates", "incident_substances"]
     assert [t for t in writes if "incidents" in t] == [together]
     # Besides it: the audit entries only (no separate person, duplicate or substance write).
@@ -105,12 +102,9 @@ def test_a_keyed_notifications_answer_is_stored_with_its_audit_entries(app, clie
         if tables and not statement.startswith("DELETE"):
             writes.append(tables)
 
-    event.listen(app.state.engine, "before_cursor_execute", listener)
-    try:
-        h = cast.partner_a.headers | {"Idempotency-Key": "one-statement"}
+    h = cast.partner_a.headers | {"Idempotency-Key": "one-statement"}
+    with listening(app.state.engine, "before_cursor_execute", listener):
         r = client.post("/v1/incidents", json=body(), headers=h)
-    finally:
-        event.remove(app.state.engine, "before_cursor_execute", listener)
     assert r.status_code == 201, r.text
     assert writes[0] == ["idempotency_keys"]
     assert writes[1][0] == "incidents"
