@@ -435,7 +435,7 @@ def write_at_commit(session: Session, statement: Any, params: dict[str, Any]) ->
     """Queue a single-row-set write (an INSERT or UPDATE built once, with its parameters)
     that nothing in this transaction reads back: it is sent at the session's outermost
     commit, in order with the others queued, and on PostgreSQL in one statement with them
-    (:func:`execute_together`). A rollback of the transaction drops it.
+    (:func:`execute_together`). A rollback (or close) of the transaction drops it.
 
     For the writes that end a request - an Idempotency-Key's stored answer, the audit
     entries (services.audit) - each of which would otherwise cost a round trip of its own."""
@@ -491,9 +491,11 @@ def send_writes_at_commit(session: Session) -> None:
         execute_together(session.connection(), queued)
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_writes_at_commit(session: Session, previous_transaction: Any) -> None:
-    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+@event.listens_for(Session, "after_transaction_end")
+def _drop_writes_at_commit(session: Session, transaction: Any) -> None:
+    # The whole transaction ended (committed - its writes were sent - rolled back or closed),
+    # not a savepoint: nothing queued in it may reach another transaction of the session.
+    if transaction.parent is None and not transaction.nested:
         session.info.pop(_AT_COMMIT, None)
 
 

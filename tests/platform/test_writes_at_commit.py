@@ -101,6 +101,19 @@ def test_a_rollback_drops_them_and_a_savepoint_does_not_send_them(engine, sessio
     assert set(_names(session)) == {kept["id"]}
 
 
+def test_a_closed_session_forgets_them(engine, session):
+    """A session closed without committing (and used again) sends nothing it queued."""
+    work = make_session_factory(engine)()
+    try:
+        write_at_commit(work, plain_insert(AGENCIES), _agency())
+        work.close()
+        assert not has_writes_at_commit(work)
+        work.commit()  # the same session, a new transaction: nothing to send
+    finally:
+        work.close()
+    assert _names(session) == {}
+
+
 def test_many_rows_go_in_statements_of_at_most_so_many(engine, session, statements):
     rows = [_agency() for _ in range(AT_COMMIT_ROWS + 3)]
     work = make_session_factory(engine)()
