@@ -154,3 +154,29 @@ def test_more_writes_than_one_statement_carries_are_sent_in_turns(engine, sessio
         work.close()
     assert len([s for s in statements if "INSERT" in s]) == 2
     assert set(_names(session)) == {r["id"] for r in rows}
+
+
+@postgres_only
+def test_writes_that_cannot_be_a_with_part_run_alone_in_their_turn(engine, session, statements):
+    """A write with a WITH of its own cannot be nested in another; one that needs
+    SQLAlchemy's own execution (here: a Python-side default for the id) takes it. Both run
+    alone, in their turn, and the order of all the writes is kept."""
+    first, last = _agency("First"), _agency("Last")
+    no_id = {k: v for k, v in _agency("Defaulted").items() if k != "id"}
+    with_its_own = text(
+        "WITH target AS (SELECT CAST(:id AS VARCHAR) AS id) "
+        "UPDATE agencies SET name = name || ' (seen)' FROM target WHERE agencies.id = target.id"
+    )
+    work = make_session_factory(engine)()
+    try:
+        write_at_commit(work, plain_insert(AGENCIES), first)
+        write_at_commit(work, with_its_own, {"id": first["id"]})
+        write_at_commit(work, plain_insert(AGENCIES), no_id)
+        write_at_commit(work, plain_insert(AGENCIES), last)
+        work.commit()
+    finally:
+        work.close()
+    names = sorted(_names(session).values())
+    assert names == ["Defaulted", "First (seen)", "Last"]
+    writes = [s for s in statements if re.match(r"\s*(WITH|INSERT|UPDATE)", s)]
+    assert len(writes) == 4  # each alone: a part before a WITH, the WITH, the default, the last
