@@ -254,15 +254,24 @@ def insert_rows(session: Session, table: Table, rows: list[dict]) -> None:
     if not rows:
         return
     conn = session.connection()
+    one = _one_insert(table, rows) if len(rows) <= MULTI_ROW_LIMIT else None
+    if one is None:
+        execute_direct(conn, plain_insert(table), rows)  # an executemany
+    else:
+        execute_direct(conn, *one)
+
+
+def _one_insert(table: Table, rows: list[dict]) -> tuple[Insert, dict] | None:
+    """One INSERT statement for these rows and its parameters: the plain one for one row, a
+    multi-row ``VALUES`` one for rows with the same columns; None when their columns
+    differ."""
     if len(rows) == 1:
-        execute_direct(conn, plain_insert(table), rows[0])
-        return
+        return plain_insert(table), rows[0]
     keys = tuple(rows[0])
-    if len(rows) > MULTI_ROW_LIMIT or any(tuple(row) != keys for row in rows):
-        execute_direct(conn, plain_insert(table), rows)
-        return
+    if any(tuple(row) != keys for row in rows):
+        return None
     params = {f"{key}_{i}": row[key] for i, row in enumerate(rows) for key in keys}
-    execute_direct(conn, _multi_row_insert(table, keys, len(rows)), params)
+    return _multi_row_insert(table, keys, len(rows)), params
 
 
 # The most rows one multi-row INSERT carries: a handful (an incident's substances, a
@@ -450,13 +459,9 @@ def insert_rows_at_commit(session: Session, table: Table, rows: list[dict[str, A
     written in the order given."""
     for start in range(0, len(rows), AT_COMMIT_ROWS):
         chunk = rows[start : start + AT_COMMIT_ROWS]
-        keys = tuple(chunk[0])
-        if len(chunk) == 1 or any(tuple(row) != keys for row in chunk):
-            for row in chunk:
-                write_at_commit(session, plain_insert(table), row)
-            continue
-        params = {f"{key}_{i}": row[key] for i, row in enumerate(chunk) for key in keys}
-        write_at_commit(session, _multi_row_insert(table, keys, len(chunk)), params)
+        one = _one_insert(table, chunk)
+        for statement, params in [one] if one else [(plain_insert(table), r) for r in chunk]:
+            write_at_commit(session, statement, params)
 
 
 # Rows one queued multi-row INSERT carries (a page of search results audits 50 reads).

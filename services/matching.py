@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, or_, select, text, update
@@ -225,25 +226,10 @@ def _candidate_conditions(shape: _Shape) -> list:
     return conditions
 
 
-@functools.cache
-def _candidates_statement(shape: _Shape):
-    conditions = _candidate_conditions(shape)
-    if not conditions:
-        return None
-    return (
-        select(Person)
-        .where(
-            or_(*conditions), Person.merged_into_id.is_(None), Person.id != bindparam("person_id")
-        )
-        .order_by(Person.created_at, Person.id)
-        .limit(CANDIDATE_LIMIT)
-    )
-
-
 def candidate_rows(person: Any, others: Iterable[Any], *, now: datetime) -> list[dict[str, Any]]:
     """The possible-duplicate rows (at most ``MAX_CANDIDATES``) recording ``others`` that
-    are weak matches of the newly created ``person`` (a Person, or anything with its
-    columns)."""
+    are weak matches of the newly created ``person`` (anything with a person's columns as
+    attributes)."""
     rows = []
     for other in others:
         reason = _weak_reason(person, other)
@@ -261,27 +247,6 @@ def candidate_rows(person: Any, others: Iterable[Any], *, now: datetime) -> list
         if len(rows) >= MAX_CANDIDATES:
             break
     return rows
-
-
-def record_candidates(
-    session: Session, person: Person, *, now: datetime, others: Iterable[Person] | None = None
-) -> int:
-    """Record weak matches of a newly created person as possible duplicates.
-
-    ``others``: the candidates already read; otherwise they are read here.
-    """
-    if others is None:
-        dob, fkey, nkey = person.date_of_birth, person.family_key, person.name_key
-        statement = _candidates_statement(_shape(None, fkey, nkey, dob, strong_name=False))
-        if statement is None:
-            return 0
-        others = session.execute(
-            statement, {**_parameters(None, fkey, nkey, dob), "person_id": person.id}
-        ).scalars()
-    rows = candidate_rows(person, others, now=now)
-    if rows:
-        insert_rows(session, PossibleDuplicate.__table__, rows)
-    return len(rows)
 
 
 @functools.cache
@@ -438,16 +403,9 @@ def match(session: Session, details: PersonDetails, *, now: datetime) -> Match:
         "updated_at": now,
     }
     duplicates = candidate_rows(
-        _NewPerson(values), [row for row in rows if row.merged_into_id is None], now=now
+        SimpleNamespace(**values), [row for row in rows if row.merged_into_id is None], now=now
     )
     return Match(values["id"], True, values, duplicates)
-
-
-class _NewPerson:
-    """A person's row values read as attributes (what :func:`_weak_reason` compares)."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
 
 
 def write_new_person(session: Session, found: Match) -> None:
