@@ -3,7 +3,7 @@
 from models.agency import Agency
 from models.alert import Alert
 from models.api_client import ApiClient
-from models.audit import AuditEntry
+from models.audit import AuditChainLink, AuditEntry
 from models.base import Base
 from models.contact import ContactAttempt, ContactCode
 from models.huddle import Huddle, HuddleItem
@@ -18,6 +18,7 @@ __all__ = [
     "Agency",
     "Alert",
     "ApiClient",
+    "AuditChainLink",
     "AuditEntry",
     "Base",
     "ContactAttempt",

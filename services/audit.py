@@ -4,11 +4,12 @@ Services call :func:`record` for every read of personal data, every refused read
 change, export, merge and login failure. Entries are queued on the session and written at
 the outermost commit (``before_commit``) with the SHA-256 of their own content. They are
 chained as their transaction commits: on PostgreSQL by a deferred trigger inside COMMIT
-(migration 0005), under an advisory lock but with no client round trip inside it; on SQLite,
-which holds its write lock for the whole transaction, here before the commit. Either way a
-committed entry always has its place in the chain (``chain_seq``), ``prev_hash`` and
-``hash`` = SHA-256(prev_hash + content_hash); ``prev_hash`` and ``chain_seq`` are unique, so
-the chain never forks. Entries never hold personal data: ids, kinds and codes only.
+(migrations 0005 and 0007), under an advisory lock but with no client round trip inside it;
+on SQLite, which holds its write lock for the whole transaction, here before the commit.
+Either way a committed entry always has its link in the chain (``audit_chain``): its place
+(``chain_seq``), ``prev_hash`` and ``hash`` = SHA-256(prev_hash + content_hash);
+``chain_seq`` is the link's key and an entry has one link, so the chain never forks.
+Entries never hold personal data: ids, kinds and codes only.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models.audit import AuditEntry
+from models.audit import AuditChainLink, AuditEntry
 from models.base import new_id
 from services.db import before_commit_writes, insert_rows_at_commit
 from services.principal import Principal
@@ -187,23 +188,39 @@ def _write_pending(session: Session) -> None:
         values = dict(item.values)
         values["content_hash"] = content_hash(values)
         rows.append(values)
-    if session.get_bind().dialect.name != "postgresql":
-        # SQLite: this transaction already holds the database's write lock (BEGIN
-        # IMMEDIATE), so nobody can chain between this read and the commit.
-        last = session.execute(
-            select(AuditEntry.chain_seq, AuditEntry.hash)
-            .where(AuditEntry.chain_seq.is_not(None))
-            .order_by(AuditEntry.chain_seq.desc())
-            .limit(1)
-        ).one_or_none()
-        pos, prev = (last.chain_seq, last.hash) if last else (0, GENESIS_HASH)
-        for values in rows:
-            pos += 1
-            values["chain_seq"] = pos
-            values["prev_hash"] = prev
-            values["hash"] = prev = chain_hash(prev, values["content_hash"])
-    # PostgreSQL: the deferred trigger audit_log_seal chains the rows inside COMMIT.
+    if session.get_bind().dialect.name == "postgresql":
+        # The deferred trigger audit_log_seal links the rows inside COMMIT.
+        insert_rows_at_commit(session, AuditEntry.__table__, rows)
+        return
+    # SQLite: this transaction already holds the database's write lock (BEGIN IMMEDIATE), so
+    # nobody can write an entry or a link between this read and the commit. The entries get
+    # their seq here, past every seq a link names (a removed entry's is never reused).
+    links = []
+    pos, prev, seq = session.execute(_SQLITE_CHAIN_END).one()
+    for values in rows:
+        pos, seq = pos + 1, seq + 1
+        values["seq"] = seq
+        digest = chain_hash(prev, values["content_hash"])
+        links.append({"chain_seq": pos, "entry_seq": seq, "prev_hash": prev, "hash": digest})
+        prev = digest
     insert_rows_at_commit(session, AuditEntry.__table__, rows)
+    insert_rows_at_commit(session, AuditChainLink.__table__, links)
+
+
+def _last_link(column):
+    return select(column).order_by(AuditChainLink.chain_seq.desc()).limit(1).scalar_subquery()
+
+
+# The chain's last link (0 and the genesis hash when there is none) and the highest entry
+# seq in use, by an entry or by a link.
+_SQLITE_CHAIN_END = select(
+    func.coalesce(_last_link(AuditChainLink.chain_seq), 0),
+    func.coalesce(_last_link(AuditChainLink.hash), GENESIS_HASH),
+    func.max(
+        func.coalesce(select(func.max(AuditEntry.seq)).scalar_subquery(), 0),
+        func.coalesce(select(func.max(AuditChainLink.entry_seq)).scalar_subquery(), 0),
+    ),
+)
 
 
 # Run at the real (outermost) commit only, not when a SAVEPOINT is released, so the chain
@@ -222,22 +239,44 @@ class VerifyResult:
     reason: str | None = None
 
 
-def _iter_entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
+def _iter_links(
+    session: Session, batch: int = 5000
+) -> Iterator[tuple[AuditChainLink, AuditEntry | None]]:
+    """The chain's links in order, each with its entry (None when the entry is gone)."""
     last = -1
     while True:
-        rows = list(
-            session.execute(
-                select(AuditEntry)
-                .where(AuditEntry.chain_seq > last)
-                .order_by(AuditEntry.chain_seq)
-                .limit(batch)
-            ).scalars()
-        )
+        rows = session.execute(
+            select(AuditChainLink, AuditEntry)
+            .outerjoin(AuditEntry, AuditEntry.seq == AuditChainLink.entry_seq)
+            .where(AuditChainLink.chain_seq > last)
+            .order_by(AuditChainLink.chain_seq)
+            .limit(batch)
+        ).all()
         if not rows:
             return
         yield from rows
-        last = rows[-1].chain_seq
+        last = rows[-1][0].chain_seq
         session.expunge_all()
+
+
+def _expected_hash(entry: AuditEntry, prev: str) -> str | None:
+    values = {
+        "id": entry.id,
+        "at": entry.at,
+        "actor_type": entry.actor_type,
+        "actor_id": entry.actor_id,
+        "action": entry.action,
+        "subject_type": entry.subject_type,
+        "subject_id": entry.subject_id,
+        "request_id": entry.request_id,
+        "client_addr": entry.client_addr,
+        "details": entry.details,
+    }
+    if entry.content_hash is None:
+        return legacy_hash(values, prev)
+    if content_hash(values) != entry.content_hash:
+        return None
+    return chain_hash(prev, entry.content_hash)
 
 
 def verify_chain(session: Session) -> VerifyResult:
@@ -245,40 +284,44 @@ def verify_chain(session: Session) -> VerifyResult:
     reordered, and any committed entry that is not in the chain at all."""
     prev = GENESIS_HASH
     checked = 0
-    for entry in _iter_entries(session):
-        values = {
-            "id": entry.id,
-            "at": entry.at,
-            "actor_type": entry.actor_type,
-            "actor_id": entry.actor_id,
-            "action": entry.action,
-            "subject_type": entry.subject_type,
-            "subject_id": entry.subject_id,
-            "request_id": entry.request_id,
-            "client_addr": entry.client_addr,
-            "details": entry.details,
-        }
-        if entry.prev_hash != prev:
+    removed: int | None = None  # the seq of an entry whose link remains but it is gone
+    for link, entry in _iter_links(session):
+        if link.prev_hash != prev:
+            seq, entry_id = (entry.seq, entry.id) if entry else (link.entry_seq, None)
+            return VerifyResult(
+                False,
+                checked,
+                seq,
+                entry_id,
+                "chain broken: an entry before it was removed or reordered",
+            )
+        if entry is None:
+            removed = link.entry_seq if removed is None else removed
+            prev = link.hash
+            continue
+        if removed is not None:
             return VerifyResult(
                 False,
                 checked,
                 entry.seq,
                 entry.id,
-                "chain broken: an entry before it was removed or reordered",
+                f"chain broken: the entry before it (seq={removed}) was removed",
             )
-        if entry.content_hash is None:
-            expected = legacy_hash(values, prev)
-        elif content_hash(values) != entry.content_hash:
-            expected = None
-        else:
-            expected = chain_hash(prev, entry.content_hash)
-        if expected != entry.hash:
+        if _expected_hash(entry, prev) != link.hash:
             return VerifyResult(False, checked, entry.seq, entry.id, "entry altered: hash mismatch")
-        prev = entry.hash
+        prev = link.hash
         checked += 1
+    if removed is not None:
+        return VerifyResult(
+            False, checked, removed, None, "entry removed: the chain's last entry is gone"
+        )
     loose = session.execute(
         select(AuditEntry.seq, AuditEntry.id)
-        .where(AuditEntry.chain_seq.is_(None))
+        .where(
+            ~select(AuditChainLink.entry_seq)
+            .where(AuditChainLink.entry_seq == AuditEntry.seq)
+            .exists()
+        )
         .order_by(AuditEntry.seq)
         .limit(1)
     ).one_or_none()

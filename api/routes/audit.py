@@ -9,7 +9,7 @@ from sqlalchemy import select
 from api.deps import DbSession, Paging, UnitOfWorkRoute, require
 from api.schemas.accounts import AuditOut
 from api.schemas.common import Page, problem_responses
-from models.audit import AuditEntry
+from models.audit import AuditChainLink, AuditEntry
 from services.errors import Invalid
 from services.pagination import keyset_page
 from services.principal import Principal
@@ -32,7 +32,11 @@ def list_audit(
     """The audit log, newest first."""
     if from_ and to and from_ > to:
         raise Invalid("from must not be after to", loc=["query", "from"])
-    stmt = select(AuditEntry)
+    # The entry's hash is its chain link's (outer join: an entry whose link was removed is
+    # still listed, with no hash; `nfod audit verify` reports it).
+    stmt = select(AuditEntry, AuditChainLink.hash).outerjoin(
+        AuditChainLink, AuditChainLink.entry_seq == AuditEntry.seq
+    )
     if subject_id:
         stmt = stmt.where(AuditEntry.subject_id == subject_id)
     if actor_id:
@@ -50,8 +54,15 @@ def list_audit(
         cursor=paging.cursor,
         limit=paging.limit,
         descending=True,
-        key_of=lambda e: (e.seq,),
+        key_of=lambda row: (row[0].seq,),
+        scalars=False,
     )
     return Page[AuditOut](
-        items=[AuditOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor
+        items=[_out(entry, hash_) for entry, hash_ in page.items],
+        next_cursor=page.next_cursor,
     )
+
+
+def _out(entry: AuditEntry, hash_: str | None) -> AuditOut:
+    values = {name: getattr(entry, name) for name in AuditOut.model_fields if name != "hash"}
+    return AuditOut(**values, hash=hash_)

@@ -96,4 +96,6 @@ class AuditOut(ResponseModel):
     request_id: str | None
     client_addr: str | None
     details: dict | None
-    hash: str
+    # The entry's link in the hash chain (null only if that link was removed: `nfod audit
+    # verify` reports it).
+    hash: str | None

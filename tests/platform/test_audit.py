@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentPrincipal, DbSession, Now
-from models.audit import AuditEntry
+from models.audit import AuditChainLink, AuditEntry
 from services import audit
 from services.db import make_session_factory, send_writes_at_commit
 from services.errors import NotFound
@@ -145,6 +145,63 @@ def test_verify_names_the_entry_after_a_removed_one(client, admin, clock, engine
     assert f"seq={rows[2].seq}" in err and rows[2].id in err and "removed" in err
 
 
+def test_verify_names_a_removed_last_entry_and_new_entries_still_chain(
+    client, admin, clock, engine, session
+):
+    """The newest entry deleted (its link stays): reported by its seq. Entries written after
+    that get new seqs (never the removed one's), so the service keeps auditing."""
+    _create_agencies(client, admin, clock, 3)
+    with engine.begin() as conn:
+        last = conn.execute(text("SELECT max(seq) FROM audit_log")).scalar_one()
+        conn.execute(text("DELETE FROM audit_log WHERE seq = :s"), {"s": last})
+    result = audit.verify_chain(session)
+    assert not result.ok and result.first_bad_seq == last and "removed" in result.reason
+    session.rollback()
+
+    _create_agencies(client, admin, clock, 1)
+    newest = session.execute(select(func.max(AuditEntry.seq))).scalar_one()
+    assert newest > last
+    result = audit.verify_chain(session)
+    assert not result.ok and result.first_bad_seq == newest and f"seq={last}" in result.reason
+
+
+def test_verify_notices_a_removed_or_altered_link(client, admin, clock, engine, session):
+    _create_agencies(client, admin, clock, 4)
+    links = session.execute(
+        select(AuditChainLink.chain_seq, AuditChainLink.entry_seq).order_by(
+            AuditChainLink.chain_seq
+        )
+    ).all()
+    session.rollback()
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audit_chain SET hash = :h WHERE chain_seq = :c"),
+            {"h": "f" * 64, "c": links[2].chain_seq},
+        )
+    result = audit.verify_chain(session)
+    assert not result.ok and result.first_bad_seq == links[2].entry_seq
+    assert "altered" in result.reason
+    session.rollback()
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("DELETE FROM audit_chain WHERE chain_seq = :c"), {"c": links[1].chain_seq}
+        )
+    result = audit.verify_chain(session)
+    assert not result.ok and result.first_bad_seq == links[2].entry_seq
+    assert "chain broken" in result.reason
+
+
+def test_listed_entries_carry_their_chain_links_hash(client, admin, clock, session):
+    _create_agencies(client, admin, clock, 2)
+    r = client.get("/v1/audit", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    listed = {e["seq"]: e["hash"] for e in r.json()["items"]}
+    links = dict(session.execute(select(AuditChainLink.entry_seq, AuditChainLink.hash)).all())
+    assert listed and listed == {seq: links[seq] for seq in listed}
+    assert len(set(listed.values())) == len(listed)
+
+
 def test_verify_detects_a_reordering(client, admin, clock, engine, session):
     _create_agencies(client, admin, clock, 3)
     with engine.begin() as conn:
@@ -184,10 +241,15 @@ def test_concurrent_writers_leave_one_unforked_chain(app, factory, session, engi
     assert errors == []
     total = session.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
     assert total == len(admins) * per_thread
-    distinct_prev = session.execute(
-        select(func.count(func.distinct(AuditEntry.prev_hash)))
-    ).scalar_one()
-    assert distinct_prev == total
+    links = session.execute(
+        select(
+            func.count(),
+            func.count(func.distinct(AuditChainLink.prev_hash)),
+            func.min(AuditChainLink.chain_seq),
+            func.max(AuditChainLink.chain_seq),
+        )
+    ).one()
+    assert tuple(links) == (total, total, 1, total)
     result = audit.verify_chain(session)
     assert result.ok and result.checked == total
 
@@ -213,7 +275,9 @@ def test_entries_are_chained_in_commit_order_not_insert_order(engine, session):
     rows = {
         r.subject_id: r
         for r in session.execute(
-            select(AuditEntry.subject_id, AuditEntry.seq, AuditEntry.chain_seq)
+            select(AuditEntry.subject_id, AuditEntry.seq, AuditChainLink.chain_seq).join(
+                AuditChainLink, AuditChainLink.entry_seq == AuditEntry.seq
+            )
         ).all()
     }
     slow, quick = rows["slow-writer"], rows["quick-writer"]

@@ -88,3 +88,97 @@ def test_nfod_migrate_command(fresh_url, run_cli):
     assert "audit_log" in _tables(fresh_url)
     # idempotent
     assert run_cli(fresh_url, "migrate")[0] == 0
+
+
+def _old_audit_table():
+    """audit_log as migrations 0005-0006 left it: the chain in the entry's own row."""
+    from sqlalchemy import BigInteger, Column, MetaData, String
+
+    from models.audit import AuditEntry
+
+    table = AuditEntry.__table__.to_metadata(MetaData())
+    table.append_column(Column("chain_seq", BigInteger))
+    table.append_column(Column("prev_hash", String(64)))
+    table.append_column(Column("hash", String(64)))
+    return table
+
+
+def test_0007_moves_the_audit_chain_into_its_own_table_and_back(fresh_url):
+    """Every link written before 0007 (a pre-0005 entry's included) is kept as it was, the
+    chain verifies across the upgrade, a new entry links onto it, and a downgrade puts every
+    link back into its entry's row."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import Session
+
+    from services import audit
+    from services.db import make_engine
+
+    migrations.upgrade(fresh_url, "0006")
+    engine = make_engine(fresh_url)
+    old = _old_audit_table()
+    postgresql = engine.dialect.name == "postgresql"
+    at = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+    def values(n: int) -> dict:
+        return {
+            "id": str(uuid.uuid4()),
+            "at": at,
+            "actor_type": "user",
+            "actor_id": f"actor-{n}",
+            "action": "read",
+            "subject_type": "person",
+            "subject_id": f"person-{n}",
+            "request_id": f"req-{n}",
+            "client_addr": "127.0.0.1",
+            "details": {"n": n} if n % 2 else None,
+        }
+
+    try:
+        with engine.begin() as conn:  # written before 0005: no content hash
+            legacy = values(0)
+            link = audit.legacy_hash(legacy, audit.GENESIS_HASH)
+            conn.execute(
+                old.insert(),
+                {**legacy, "chain_seq": 1, "prev_hash": audit.GENESIS_HASH, "hash": link},
+            )
+        prev = link
+        for n in range(1, 4):  # one transaction each, as the service writes them
+            entry = values(n)
+            entry["content_hash"] = audit.content_hash(entry)
+            if not postgresql:  # on PostgreSQL 0005's trigger links them at the commit
+                link = audit.chain_hash(prev, entry["content_hash"])
+                entry |= {"chain_seq": n + 1, "prev_hash": prev, "hash": link}
+                prev = link
+            with engine.begin() as conn:
+                conn.execute(old.insert(), entry)
+        with engine.connect() as conn:
+            before = conn.execute(
+                text("SELECT seq, chain_seq, prev_hash, hash FROM audit_log ORDER BY seq")
+            ).all()
+        assert [row.chain_seq for row in before] == [1, 2, 3, 4]
+
+        migrations.upgrade(fresh_url)
+        with engine.connect() as conn:
+            links = conn.execute(
+                text("SELECT entry_seq, chain_seq, prev_hash, hash FROM audit_chain ORDER BY 1")
+            ).all()
+        assert [tuple(row) for row in links] == [tuple(row) for row in before]
+        with Session(engine) as session:
+            result = audit.verify_chain(session)
+            assert result.ok and result.checked == 4, result
+            audit.record(session, actor=None, action="read", at=at, subject_id="after-0007")
+            session.commit()
+            result = audit.verify_chain(session)
+            assert result.ok and result.checked == 5, result
+
+        migrations.downgrade(fresh_url, "0006")
+        with engine.connect() as conn:
+            restored = conn.execute(
+                text("SELECT seq, chain_seq, prev_hash, hash FROM audit_log ORDER BY seq")
+            ).all()
+        assert [tuple(row) for row in restored[:4]] == [tuple(row) for row in before]
+        assert restored[4].chain_seq == 5 and restored[4].prev_hash == before[3].hash
+        assert "audit_chain" not in _tables(fresh_url)
+    finally:
+        engine.dispose()
