@@ -3,7 +3,8 @@
     uvicorn --factory bench.baseline_app:create_app --port 8101   (NFOD_DATABASE_URL = the bench db)
 
 Same framework, same server (one uvicorn worker), same database, same table and indexes
-(``incidents``), same engine settings (services.db.make_engine), same sync endpoint style
+(``incidents``), the same engine (services.db.make_engine; a pool that never has to close a
+connection, see create_app), same sync endpoint style
 (run in the thread pool) as the real API - but no authentication, validation, person
 matching, idempotency or audit. The ingest figure is the real API's throughput divided by
 this one's.
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 from fastapi import Body, FastAPI
 from sqlalchemy import insert, select
 
@@ -30,11 +33,29 @@ def _ts(value: str) -> datetime:
 
 
 def create_app() -> FastAPI:
-    # The API's own engine settings (pool size from the same Settings).
-    engine = make_engine(os.environ["NFOD_DATABASE_URL"], pool_size=load_settings().db_pool_size)
+    # The API's own engine settings, but for the pool's size. The API admits at most
+    # db_sessions requests to the database at once (the rest wait on the event loop), so its
+    # pool never overflows. This endpoint has no such limit: each of the thread pool's
+    # threads may hold a connection. With the API's pool size, 16 connections of load
+    # overflowed it and SQLAlchemy closed every connection returned to a full pool, so the
+    # baseline opened a new PostgreSQL connection many times a second (every one of its
+    # backends was replaced within 10 s), which cost it about 12 % of its CPU per request
+    # (BENCHMARKS.md, eleventh round). A pool as large as the thread pool opens only the
+    # connections the load needs, and keeps them.
+    settings = load_settings()
+    engine = make_engine(
+        os.environ["NFOD_DATABASE_URL"], pool_size=settings.threadpool_size, max_overflow=0
+    )
     with engine.connect() as conn:
         source = conn.execute(select(Agency.id).order_by(Agency.name).limit(1)).scalar_one()
-    app = FastAPI()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # The API's thread pool, as the API sizes it (api.app).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
+        yield
+
+    app = FastAPI(lifespan=lifespan)
 
     @app.post("/v1/incidents", status_code=201)
     def ingest(body: dict[str, Any] = Body(...)) -> dict:

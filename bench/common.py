@@ -19,6 +19,32 @@ BENCH_COORDINATOR = ("bench-coordinator", "bench-coordinator-pw")
 BENCH_ANALYST = ("bench-analyst", "bench-analyst-pw")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy so far, all CPUs (/proc/stat: user, nice,
+    system, irq, softirq). Under a CPU-bound load, the change over a run divided by the
+    requests answered is what a request costs the machine: client, server and database."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time of every running ``postgres`` process so far (a backend that
+    exits takes its share with it: the servers' pools keep theirs open during a run)."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                name, fields = fh.read().split(" (", 1)[1].rsplit(")", 1)
+        except OSError:
+            continue
+        if name == "postgres":
+            parts = fields.split()
+            total += int(parts[11]) + int(parts[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def bench_url() -> str:
     return os.environ.get("NFOD_BENCH_DATABASE_URL", DEFAULT_URL)
 

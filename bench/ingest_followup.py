@@ -10,7 +10,9 @@ the rounds alternate, a change in the machine's load affects both sides alike - 
 what makes a before/after comparison on a shared machine meaningful. ``--keys`` sends a fresh
 Idempotency-Key with every request (what a partner that retries safely does). It also reports
 each server's CPU time per request (from /proc), which a busy machine disturbs far less than
-throughput: one worker's throughput is bounded by 1 / (CPU per request). ``--profile``
+throughput: one worker's throughput is bounded by 1 / (CPU per request); and, per request,
+the CPU time of PostgreSQL's processes and of the whole machine (client included), which is
+what bounds throughput once both CPUs are busy. ``--profile``
 records the API with py-spy during its last round (py-spy must be installed in the venv;
 a name ending in .txt gives collapsed stacks of the thread holding the GIL, to count).
 
@@ -27,7 +29,7 @@ import statistics
 import subprocess
 
 from bench import wrk
-from bench.common import PYTHON, ROOT, bench_url
+from bench.common import PYTHON, ROOT, bench_url, machine_busy_seconds, postgres_cpu_seconds
 from bench.run import LOGS, load, sample_people
 from bench.servers import Server
 
@@ -84,6 +86,8 @@ def main() -> int:
     rps: dict[str, list[float]] = {"baseline": [], "api": []}
     p99: dict[str, list[float]] = {"baseline": [], "api": []}
     cpu_ms: dict[str, list[float]] = {"baseline": [], "api": []}
+    pg_ms: dict[str, list[float]] = {"baseline": [], "api": []}
+    machine_ms: dict[str, list[float]] = {"baseline": [], "api": []}
     try:
         for s in servers.values():  # warm-up
             load(
@@ -120,7 +124,11 @@ def main() -> int:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
-                cpu0 = s.cpu_seconds()
+                cpu0, machine0, pg0 = (
+                    s.cpu_seconds(),
+                    machine_busy_seconds(),
+                    postgres_cpu_seconds(),
+                )
                 if args.client == "wrk":
                     out = wrk.run(
                         s.base,
@@ -148,8 +156,13 @@ def main() -> int:
                     )
                 if spy:
                     spy.wait()
-                per_request = (s.cpu_seconds() - cpu0) * 1000 / max(1, out["ok"])
+                answered = max(1, out["ok"])
+                per_request = (s.cpu_seconds() - cpu0) * 1000 / answered
                 cpu_ms[name].append(round(per_request, 2))
+                pg_ms[name].append(round((postgres_cpu_seconds() - pg0) * 1000 / answered, 2))
+                machine_ms[name].append(
+                    round((machine_busy_seconds() - machine0) * 1000 / answered, 2)
+                )
                 rps[name].append(out["throughput_rps"])
                 p99[name].append(out["latency"].get("p99_ms", 0))
                 print(
@@ -159,6 +172,8 @@ def main() -> int:
                             "server": name,
                             "rps": out["throughput_rps"],
                             "server_cpu_ms_per_request": cpu_ms[name][-1],
+                            "postgres_cpu_ms_per_request": pg_ms[name][-1],
+                            "machine_cpu_ms_per_request": machine_ms[name][-1],
                             "statuses": out["statuses"],
                             "latency": out["latency"],
                         }
@@ -178,6 +193,8 @@ def main() -> int:
                 "api_rps": rps["api"],
                 "median_ratio": round(med["api"] / med["baseline"], 3),
                 "server_cpu_ms_per_request": cpu_ms,
+                "postgres_cpu_ms_per_request": pg_ms,
+                "machine_cpu_ms_per_request": machine_ms,
                 "cpu_ratio_baseline_over_api": round(
                     statistics.median(cpu_ms["baseline"]) / statistics.median(cpu_ms["api"]), 3
                 ),
