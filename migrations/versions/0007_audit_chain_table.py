@@ -21,6 +21,9 @@ Revises: 0006
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -70,45 +73,15 @@ FOR EACH ROW
 EXECUTE FUNCTION audit_log_seal()
 """
 
-# 0005's function and trigger, as they were, for the downgrade.
-SEAL_FUNCTION_0005 = """
-CREATE OR REPLACE FUNCTION audit_log_seal() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    last_hash text;
-    last_pos bigint;
-BEGIN
-    IF NEW.content_hash IS NULL THEN
-        RAISE EXCEPTION 'audit_log entry % has no content_hash; entries are written by services.audit', NEW.id
-            USING ERRCODE = 'not_null_violation';
-    END IF;
-    PERFORM pg_advisory_xact_lock(7362001);
-    SELECT hash, chain_seq INTO last_hash, last_pos
-      FROM audit_log
-     WHERE chain_seq IS NOT NULL
-     ORDER BY chain_seq DESC
-     LIMIT 1;
-    IF last_pos IS NULL THEN
-        last_hash := repeat('0', 64);
-        last_pos := 0;
-    END IF;
-    UPDATE audit_log
-       SET chain_seq = last_pos + 1,
-           prev_hash = last_hash,
-           hash = encode(sha256(convert_to(last_hash || content_hash, 'UTF8')), 'hex')
-     WHERE seq = NEW.seq AND chain_seq IS NULL;
-    RETURN NULL;
-END
-$$
-"""
 
-SEAL_TRIGGER_0005 = """
-CREATE CONSTRAINT TRIGGER audit_log_seal
-AFTER INSERT ON audit_log
-DEFERRABLE INITIALLY DEFERRED
-FOR EACH ROW WHEN (NEW.chain_seq IS NULL)
-EXECUTE FUNCTION audit_log_seal()
-"""
+
+def _revision_0005():
+    """Migration 0005's module: the downgrade puts back its seal function and trigger."""
+    path = Path(__file__).with_name("0005_ingest_performance.py")
+    spec = importlib.util.spec_from_file_location("nfod_migration_0005", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def upgrade() -> None:
@@ -159,5 +132,6 @@ def downgrade() -> None:
         batch_op.create_unique_constraint(batch_op.f("uq_audit_log_prev_hash"), ["prev_hash"])
     op.drop_table("audit_chain")
     if postgresql:
-        op.execute(SEAL_FUNCTION_0005)
-        op.execute(SEAL_TRIGGER_0005)
+        previous = _revision_0005()
+        op.execute(previous.SEAL_FUNCTION)
+        op.execute(previous.SEAL_TRIGGER)
