@@ -15,8 +15,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from api.idempotency import CLAIMS_KEYS
-from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services import audit
 from services.auth import resolve_bearer
 from services.config import Settings
@@ -135,29 +133,9 @@ def session_slots(request: Request) -> asyncio.Semaphore:
     return current[1]
 
 
-def _keyed_on_postgresql(request: Request) -> bool:
-    """A request with an Idempotency-Key to a route that claims keys (api.idempotency
-    ``claims_keys``), on PostgreSQL: its session starts in autocommit mode.
-
-    Its first two statements - who the caller is, then the key's in-flight marker, which
-    must be committed before the work begins - then cost no BEGIN and no COMMIT round trip;
-    ``idempotent`` opens the work's transaction right after the claim
-    (services.db.RequestSession). Any other route's work is one transaction from its first
-    statement, key or no key. SQLite takes its write lock at BEGIN, so it keeps one
-    transaction per phase as before.
-    """
-    return (
-        IDEMPOTENCY_HEADER in request.headers
-        and getattr(request.scope.get("endpoint"), CLAIMS_KEYS, False)
-        and request.app.state.engine.dialect.name == "postgresql"
-    )
-
-
 def open_session(request: Request) -> Session:
     """The request's session, with its audit context (no I/O: it connects on first use)."""
-    session: Session = request.app.state.request_session_factory(
-        autocommit_first=_keyed_on_postgresql(request)
-    )
+    session: Session = request.app.state.request_session_factory()
     audit.set_context(
         session, request_id=request.state.request_id, client_addr=client_addr(request)
     )

@@ -8,49 +8,29 @@ where ``body_for_hash`` is the request body as a JSON-mode dump (``model_dump(mo
 and ``work()`` returns ``(status_code, json_body, headers)``, ``json_body`` already JSON-safe
 (a JSON-mode dump, or plain dicts, lists, strings and numbers) or rendered
 (``services.db.JSONText``): it is stored and sent as is.
-Without the header the work simply runs. With it: phase 1 commits an in-flight marker on
-the request session; phase 2 runs the work, stores its answer on the marker and commits
-both. A failure in phase 2 (its commit included) removes the marker so a retry can run.
+Without the header the work simply runs. With it, the key is claimed in the work's own
+transaction, and the work, its answer and the key are committed together, here: a failure
+anywhere (the commit included) rolls all of it back, and the key is free for the retry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Request
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.responses import RenderedJSON
-from services import audit
 from services import idempotency as idem
 from services.config import Settings
-from services.db import RequestSession, has_writes_at_commit
 from services.intake import canonical_hash
 from services.principal import Principal
 
 HEADER = "Idempotency-Key"
 Work = Callable[[], tuple[int, Any, dict[str, str]]]
-CLAIMS_KEYS = "claims_idempotency_keys"
-Handler = TypeVar("Handler", bound=Callable[..., Any])
-
-
-def claims_keys(handler: Handler) -> Handler:
-    """Mark a route handler that answers through :func:`idempotent` (put it under the
-    route decorator). A keyed request to it starts its session in autocommit mode on
-    PostgreSQL (api.deps._session): the caller's look-up and the key's claim then run
-    without a transaction of their own, and ``idempotent`` begins the work's."""
-    setattr(handler, CLAIMS_KEYS, True)
-    return handler
-
-
-def _nothing_to_write(session: Session) -> bool:
-    return (
-        isinstance(session, RequestSession)
-        and not audit.has_pending(session)
-        and not has_writes_at_commit(session)
-    )
 
 
 def idempotent(
@@ -67,45 +47,38 @@ def idempotent(
         status, content, headers = work()
         return RenderedJSON(content, status_code=status, headers=headers)
     method, path = request.method, request.url.path
-    claim = idem.claim(
-        session,
-        principal_key=principal.key,
-        key=key,
-        method=method,
-        path=path,
-        request_hash=canonical_hash({"body": body}),
-        now=now,
-        settings=settings,
-    )
-    if claim.replay is not None:
-        stored = claim.replay
-        headers = dict(stored.response_headers or {})
-        headers["Idempotent-Replayed"] = "true"
-        return RenderedJSON(stored.response_body, status_code=stored.status_code, headers=headers)
-    # Phase 1 ends: the marker is visible to concurrent duplicates from now on. A session in
-    # its autocommit phase (keyed, PostgreSQL: api.deps._session) had it committed by the
-    # server with the claim itself, and only turns transactional for the work.
-    if not (_nothing_to_write(session) and session.end_autocommit()):
-        session.commit()
-        if isinstance(session, RequestSession):
-            session.begin_transactions()  # the work is one transaction
-    try:
-        status, content, headers = work()
-        idem.complete(
-            session, record_id=claim.record_id, status_code=status, body=content, headers=headers
+    request_hash = canonical_hash({"body": body})
+    for attempt in (1, 2):
+        claim = idem.claim(
+            session,
+            principal_key=principal.key,
+            key=key,
+            method=method,
+            path=path,
+            request_hash=request_hash,
+            now=now,
+            settings=settings,
         )
-        # Phase 2 ends here: the work and its stored answer (written with the commit) are
-        # committed together, inside this try, so that a failed commit releases the key too.
-        session.commit()
-    except BaseException:
-        # The work is rolled back; remove the marker in its own commit so a retry is not
-        # refused as "in flight" until the lease runs out.
-        session.rollback()
-        audit.keep_only_survivors(session)
+        if claim.replay is not None:
+            stored = claim.replay
+            headers = dict(stored.response_headers or {})
+            headers["Idempotent-Replayed"] = "true"
+            return RenderedJSON(
+                stored.response_body, status_code=stored.status_code, headers=headers
+            )
+        status, content, headers = work()
+        idem.complete(session, claim, status_code=status, body=content, headers=headers)
         try:
-            idem.release(session, record_id=claim.record_id)
+            # The work, its answer and the key, committed together.
             session.commit()
-        except Exception:  # noqa: BLE001 - the original error matters more; the lease expires
+        except IntegrityError as exc:
+            # Another request with this key claimed it after this one looked and committed
+            # first (PostgreSQL: its row was not visible yet, and its locks were gone by the
+            # time this one took them). Nothing of this request is kept: look again, and
+            # answer as that request's retry would be answered.
+            if attempt == 2 or not idem.is_taken_meanwhile(exc):
+                raise
             session.rollback()
-        raise
-    return RenderedJSON(content, status_code=status, headers=headers)
+            continue
+        return RenderedJSON(content, status_code=status, headers=headers)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -113,29 +113,15 @@ class RequestSession(Session):
     """A session that keeps one connection from its first use until it is closed.
 
     A plain session returns its connection to the pool at every commit and checks one out
-    again at its next use. A request that commits twice - an
-    Idempotency-Key's in-flight marker first, then the work - would pay that twice. This one
+    again at its next use. A request that commits more than once (an audit entry that must
+    survive a rolled-back request, a retried claim) would pay that each time. This one
     binds itself to a connection of its engine at first use, so its transactions all run on
     that connection; the connection goes back to the pool when the session is closed (or
     reset, or invalidated). Commit, rollback and the session's events are unchanged: each
     transaction is still begun and ended by the session.
-
-    ``autocommit_first=True`` (PostgreSQL only) starts it with its connection in autocommit
-    mode: each statement is its own transaction, with no BEGIN and no COMMIT round trip,
-    until :meth:`begin_transactions`. For a request whose first statements are single
-    self-contained ones that must be committed at once anyway - who the caller is, then an
-    Idempotency-Key's in-flight marker (api/idempotency.py) - before the work's transaction.
-    The connection is back in transactional mode before it goes back to the pool.
     """
 
     _held: Connection | None = None
-    # Statements run one by one, each committed by the server, until begin_transactions().
-    _autocommit = False
-    _driver_autocommit = False  # the held connection's driver is in autocommit mode
-
-    def __init__(self, *args: Any, autocommit_first: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._autocommit = autocommit_first
 
     def get_bind(self, *args: Any, **kwargs: Any) -> Any:
         bind = super().get_bind(*args, **kwargs)
@@ -143,48 +129,7 @@ class RequestSession(Session):
             return bind
         if self._held is None or self._held.closed:
             self._held = bind.connect()
-            if self._autocommit:
-                # The driver's own switch, not execution_options(isolation_level=...):
-                # SQLAlchemy would then also reset the isolation level at every check-in.
-                # Switched back by begin_transactions(), or before the connection goes back.
-                self._held.connection.dbapi_connection.autocommit = True
-                self._driver_autocommit = True
         return self._held
-
-    def begin_transactions(self) -> None:
-        """End the autocommit phase (see ``autocommit_first``): from the next statement on,
-        the session's work runs in transactions again. Call it between transactions."""
-        if not self._autocommit:
-            return
-        if self.in_transaction():
-            raise RuntimeError("begin_transactions() inside a transaction")
-        self._autocommit = False
-        self._end_driver_autocommit()
-
-    def end_autocommit(self) -> bool:
-        """End the autocommit phase without a commit: each statement of it has been
-        committed by the server already, so the session's own commit would be bookkeeping
-        only (a whole transaction's worth of it). The driver turns transactional, the next
-        statement begins the work's transaction, and the session's commit commits it.
-        Only when the phase has left nothing for the session to write (queued writes, audit
-        entries: the caller checks); False, and nothing done, outside the phase."""
-        if not self._autocommit:
-            return False
-        self._autocommit = False
-        self._end_driver_autocommit()
-        return True
-
-    def _end_driver_autocommit(self) -> None:
-        held = self._held
-        if not self._driver_autocommit or held is None or held.closed:
-            return
-        self._driver_autocommit = False
-        if held.invalidated:  # a lost connection: the pool replaces it
-            return
-        try:
-            held.connection.dbapi_connection.autocommit = False
-        except Exception:  # noqa: BLE001 - never give the pool a connection in autocommit
-            held.invalidate()
 
     # (the session's transaction, its connection), from the last plain connection() call.
     _current: tuple[Any, Connection] | None = None
@@ -204,7 +149,6 @@ class RequestSession(Session):
 
     def _release(self) -> None:
         self._current = None
-        self._end_driver_autocommit()
         held, self._held = self._held, None
         if held is not None:
             held.close()
@@ -229,8 +173,7 @@ class RequestSession(Session):
 
 
 def make_request_session_factory(engine: Engine) -> sessionmaker[RequestSession]:
-    """Sessions for API requests (see :class:`RequestSession`; ``autocommit_first`` may be
-    passed per session where the engine is PostgreSQL's)."""
+    """Sessions for API requests (see :class:`RequestSession`)."""
     return sessionmaker(bind=engine, class_=RequestSession, expire_on_commit=False, autoflush=True)
 
 

@@ -1,10 +1,22 @@
 """Idempotency-Key records (IETF draft semantics), scoped per caller (Principal.key).
 
-Phase 1 (:func:`claim`) inserts an in-flight marker that the API layer commits at once, so
-a concurrent duplicate sees it; phase 2 (:func:`complete`) stores the answer in the same
-transaction as the work, written with its commit. :func:`release` removes a marker whose
-work failed, so a retry can run. Keys are kept ``idempotency_ttl_hours`` (>= 24, default 48)
-and then purged.
+A key is claimed (:func:`claim`) inside the transaction of the work it guards, and its row
+- the request's hash with its answer - is written with that work's commit
+(:func:`complete`, services.db.write_at_commit): the two are committed together or not at
+all, so a failed request, a killed process or a lost connection leaves nothing behind, and
+its retry can run at once. The unique (caller, key) index makes a second row impossible.
+
+While a request with a key is in flight, nobody can see its row (it is not committed yet).
+On PostgreSQL the claim therefore also takes two transaction-scoped advisory locks, without
+waiting: one for the key, one for the key with this request's hash. A concurrent request
+with the same key finds the first one taken; the second tells it whether the request in
+flight is the same one (409, retry later) or another one (422). SQLite runs one writing
+transaction at a time (BEGIN IMMEDIATE), so there a second request simply comes after the
+first and finds its row. Keys are kept ``idempotency_ttl_hours`` (>= 24, default 48) and
+then purged.
+
+Rows written by earlier versions, which committed an in-flight marker (status_code null)
+before the work, are still understood: in flight until their lease ends, then taken over.
 """
 
 from __future__ import annotations
@@ -13,22 +25,40 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.orm import Session
 
 from models.base import new_id
 from models.idempotency import IdempotencyRecord
 from services.config import Settings
-from services.db import execute_direct, insert_unless_conflict, write_at_commit
+from services.db import execute_direct, plain_insert, write_at_commit
 from services.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 255
 
 
 @dataclass
+class Stored:
+    """A key's row as the claim read it."""
+
+    id: str
+    method: str
+    path: str
+    request_hash: str
+    status_code: int | None
+    response_body: Any
+    response_headers: dict[str, str] | None
+    lease_expires_at: datetime
+    expires_at: datetime
+
+
+@dataclass
 class Claim:
-    record_id: str
-    replay: IdempotencyRecord | None = None  # set when the stored answer must be replayed
+    """The key, taken for this request: ``row`` is written with the answer at the commit
+    (:func:`complete`); or ``replay``, the answer stored by the request that used it first."""
+
+    row: dict[str, Any] | None = None
+    replay: Stored | None = None
 
 
 def validate_key(key: str) -> None:
@@ -39,32 +69,46 @@ def validate_key(key: str) -> None:
         )
 
 
-def _find(session: Session, principal_key: str, key: str) -> IdempotencyRecord | None:
-    return session.execute(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.principal_key == principal_key, IdempotencyRecord.key == key
-        )
-    ).scalar_one_or_none()
-
-
-# Built once (see services.db.plain_insert): these run on every keyed request.
+_STORED = (
+    "r.id, r.method, r.path, r.request_hash, r.status_code, r.response_body, "
+    "r.response_headers, r.lease_expires_at, r.expires_at"
+)
+# PostgreSQL: both locks are tried (never waited for) whatever the row, then the row is read.
+# OFFSET 0 keeps the subquery, so each lock function runs exactly once.
+_CLAIM_PG = text(
+    "SELECT l.mine, l.body_free, " + _STORED + " FROM (SELECT "
+    "pg_try_advisory_xact_lock(hashtextextended(:key_lock, 7364)) AS mine, "
+    "pg_try_advisory_xact_lock(hashtextextended(:body_lock, 7364)) AS body_free OFFSET 0) l "
+    "LEFT JOIN idempotency_keys r ON r.principal_key = :principal_key AND r.key = :key"
+)
 _RECORDS = IdempotencyRecord.__table__
 _FORGET_EXPIRED = delete(_RECORDS).where(
     _RECORDS.c.principal_key == bindparam("principal_key"),
     _RECORDS.c.expires_at <= bindparam("now"),
 )
-_FORGET_ONE = delete(_RECORDS).where(
-    _RECORDS.c.id == bindparam("record_id"), _RECORDS.c.expires_at <= bindparam("now")
-)
-_COMPLETE = (
-    update(_RECORDS)
-    .where(_RECORDS.c.id == bindparam("record_id"))
-    .values(
-        status_code=bindparam("status_code"),
-        response_body=bindparam("response_body"),
-        response_headers=bindparam("response_headers"),
-    )
-)
+_FORGET = delete(_RECORDS).where(_RECORDS.c.id == bindparam("record_id"))
+# SQLite: the row alone (its types converted by SQLAlchemy: JSON, times).
+_FIND = select(
+    _RECORDS.c.id,
+    _RECORDS.c.method,
+    _RECORDS.c.path,
+    _RECORDS.c.request_hash,
+    _RECORDS.c.status_code,
+    _RECORDS.c.response_body,
+    _RECORDS.c.response_headers,
+    _RECORDS.c.lease_expires_at,
+    _RECORDS.c.expires_at,
+).where(_RECORDS.c.principal_key == bindparam("principal_key"), _RECORDS.c.key == bindparam("key"))
+
+
+def _look(session: Session, params: dict[str, Any]) -> tuple[bool, bool, Stored | None]:
+    """(this request holds the key, no request with this hash holds it, the key's row)."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        row = conn.execute(_FIND, params).first()
+        return True, True, Stored(*row) if row is not None else None
+    mine, body_free, *stored = execute_direct(conn, _CLAIM_PG, params)[0]
+    return bool(mine), bool(body_free), Stored(*stored) if stored[0] is not None else None
 
 
 # When each caller's keys past retention were last forgotten, in this process (see claim).
@@ -98,99 +142,87 @@ def claim(
     now: datetime,
     settings: Settings,
 ) -> Claim:
-    """Phase 1: take the key or report why not. The caller commits right after.
+    """Take the key for this request, in the work's transaction, or say why not.
 
-    Raises Invalid (422) for the same key with another request, Conflict (409, with
-    Retry-After) while another request with this key is in flight. A key past retention
-    counts as free even before it is purged: it is forgotten and claimed afresh.
+    Returns the stored answer to replay when this request was answered before. Raises
+    Invalid (422) for the same key with another request, Conflict (409, with Retry-After)
+    while the same request is in flight. A key past retention counts as free even before it
+    is purged: it is forgotten and claimed afresh.
     """
     validate_key(key)
-    lease = now + timedelta(seconds=settings.idempotency_lease_seconds)
-    conn = session.connection()
-    row = {
-        "principal_key": principal_key,
-        "key": key,
-        "method": method,
-        "path": path,
-        "request_hash": request_hash,
-        "status_code": None,
-        "lease_expires_at": lease,
-        "created_at": now,
-        "expires_at": now + timedelta(hours=settings.idempotency_ttl_hours),
-    }
-    claim_key = insert_unless_conflict(conn.dialect.name, _RECORDS, "principal_key", "key")
-    existing = None
-    for _attempt in range(2):
-        # INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same key makes this
-        # one wait for it (no savepoint, no error), then find its marker below.
-        record_id = new_id()
-        if execute_direct(conn, claim_key, {"id": record_id, **row}):  # a row: claimed
-            _forget_callers_expired(session, principal_key, now)
-            return Claim(record_id=record_id)
-        existing = _find(session, principal_key, key)
-        if existing is None or existing.expires_at > now:
-            break
-        # Past retention, not purged yet: forget it (unless someone just did) and try again.
-        conn.execute(_FORGET_ONE, {"record_id": existing.id, "now": now})
-        session.expunge(existing)
-        existing = None
-    if existing is None:  # pragma: no cover - the winner failed and released it
-        raise Conflict(
-            "a request with this Idempotency-Key is in progress; retry shortly",
-            headers={"Retry-After": "1"},
-        )
-    same_request = (
-        existing.request_hash == request_hash
-        and existing.method == method
-        and existing.path == path
+    mine, body_free, stored = _look(
+        session,
+        {
+            "principal_key": principal_key,
+            "key": key,
+            "key_lock": f"{principal_key}\n{key}",
+            "body_lock": f"{principal_key}\n{key}\n{method}\n{path}\n{request_hash}",
+        },
     )
-    if not same_request:
-        raise Invalid(
-            "this Idempotency-Key was already used with a different request",
-            loc=["header", "Idempotency-Key"],
+    if stored is not None and stored.expires_at <= now:
+        if not mine:  # someone is claiming it afresh right now
+            raise Conflict(_IN_FLIGHT, headers={"Retry-After": "1"})
+        _forget(session, stored)
+        stored = None
+    if stored is None:
+        if not mine:
+            if body_free:  # the request in flight with this key is another one
+                raise Invalid(_REUSED, loc=["header", "Idempotency-Key"])
+            raise Conflict(_IN_FLIGHT, headers={"Retry-After": "1"})
+    else:
+        same_request = (
+            stored.request_hash == request_hash and stored.method == method and stored.path == path
         )
-    if existing.status_code is not None:
-        return Claim(record_id=existing.id, replay=existing)
-    if existing.lease_expires_at > now:
-        retry = max(1, int((existing.lease_expires_at - now).total_seconds()) + 1)
-        raise Conflict(
-            "a request with this Idempotency-Key is still being processed; retry later",
-            headers={"Retry-After": str(retry)},
-        )
-    # The earlier attempt died holding the lease: take it over, if nobody else just did.
-    taken = session.execute(
-        update(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.id == existing.id,
-            IdempotencyRecord.status_code.is_(None),
-            IdempotencyRecord.lease_expires_at == existing.lease_expires_at,
-        )
-        .values(lease_expires_at=lease)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if taken != 1:
-        raise Conflict(
-            "a request with this Idempotency-Key is still being processed; retry later",
-            headers={"Retry-After": "1"},
-        )
-    return Claim(record_id=existing.id)
+        if not same_request:
+            raise Invalid(_REUSED, loc=["header", "Idempotency-Key"])
+        if stored.status_code is not None:
+            return Claim(replay=stored)
+        # An in-flight marker committed by an earlier version of this service.
+        if stored.lease_expires_at > now or not mine:
+            retry = max(1, int((stored.lease_expires_at - now).total_seconds()) + 1)
+            raise Conflict(_IN_FLIGHT, headers={"Retry-After": str(retry)})
+        _forget(session, stored)  # its request died holding the lease: taken over
+    _forget_callers_expired(session, principal_key, now)
+    return Claim(
+        row={
+            "id": new_id(),
+            "principal_key": principal_key,
+            "key": key,
+            "method": method,
+            "path": path,
+            "request_hash": request_hash,
+            "lease_expires_at": now,
+            "created_at": now,
+            "expires_at": now + timedelta(hours=settings.idempotency_ttl_hours),
+        }
+    )
+
+
+_IN_FLIGHT = "a request with this Idempotency-Key is still being processed; retry later"
+_REUSED = "this Idempotency-Key was already used with a different request"
+
+
+def _forget(session: Session, stored: Stored) -> None:
+    execute_direct(session.connection(), _FORGET, {"record_id": stored.id})
 
 
 def complete(
     session: Session,
+    claim: Claim,
     *,
-    record_id: str,
     status_code: int,
     body: Any,
     headers: dict[str, str] | None = None,
 ) -> None:
-    """Phase 2: store the answer, in the same transaction as the work: it is written with
-    the transaction's commit (services.db.write_at_commit), so the caller commits next."""
+    """Store the answer with the key, written with the work's commit
+    (services.db.write_at_commit): the caller commits next."""
+    if claim.row is None:
+        raise ValueError("complete: this claim replays a stored answer")
     write_at_commit(
         session,
-        _COMPLETE,
+        _STORE,
         {
-            "record_id": record_id,
+            **claim.row,
             "status_code": status_code,
             "response_body": body,
             "response_headers": headers or None,
@@ -198,13 +230,17 @@ def complete(
     )
 
 
-def release(session: Session, *, record_id: str) -> None:
-    """Forget an in-flight marker whose work failed, so the client can retry with the key."""
-    session.execute(
-        delete(IdempotencyRecord)
-        .where(IdempotencyRecord.id == record_id, IdempotencyRecord.status_code.is_(None))
-        .execution_options(synchronize_session=False)
-    )
+_STORE = plain_insert(_RECORDS)
+
+
+def is_taken_meanwhile(error: Exception) -> bool:
+    """Whether a commit failed because another request stored this key first: it claimed
+    the key after this one looked, and committed before this one did."""
+    diag = getattr(getattr(error, "orig", None), "diag", None)
+    return getattr(diag, "constraint_name", None) == _UNIQUE_KEY
+
+
+_UNIQUE_KEY = "uq_idempotency_keys_principal_key_key"
 
 
 def purge_expired(session: Session, now: datetime) -> int:

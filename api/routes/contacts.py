@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
-from api.idempotency import claims_keys, idempotent
+from api.idempotency import idempotent
 from api.responses import RenderedJSON
 from api.schemas.common import Page, problem_responses
 from api.schemas.contacts import ContactCreate, ContactOut
@@ -42,7 +42,6 @@ def contact_out(c: ContactAttempt, actions: list[str], referrals: list[str]) -> 
     response_model=ContactOut,
     responses=problem_responses(409),
 )
-@claims_keys
 def create_contact(
     incident_id: str,
     request: Request,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from api.deps import AppSettings, DbSession, Now, Paging, UnitOfWorkRoute, require
 from api.direct import DirectRoute
-from api.idempotency import claims_keys, idempotent
+from api.idempotency import idempotent
 from api.problems import TITLES, problem_type
 from api.responses import RenderedJSON
 from api.schemas.common import Page, problem_responses
@@ -56,7 +56,6 @@ def _one(
     return (201 if created else 200), incident_out(incident, subs, now)
 
 
-@claims_keys
 def create_incident(
     request: Request,
     body: IncidentCreate,
@@ -140,7 +139,6 @@ def _validation_problem(exc: ValidationError) -> dict[str, Any]:
         "422 invalid (with `error`, a problem)."
     ),
 )
-@claims_keys
 def create_batch(
     request: Request,
     body: IncidentBatch,

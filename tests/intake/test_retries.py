@@ -404,8 +404,7 @@ def test_more_waiters_on_one_persons_lock_than_threads_still_all_finish(
     assert count(session, Person) == 1
 
 
-def test_a_keyed_intake_commits_twice_on_one_connection(app, client, cast, body, engine):
-    """The Idempotency-Key's marker is committed first, then the work: one checkout."""
+def test_a_keyed_intake_checks_out_one_connection(app, client, cast, body, engine):
     h = cast.partner_a.headers | {"Idempotency-Key": "one-connection"}
     client.post("/v1/incidents", json=body(source_ref="WARM"), headers=cast.partner_a.headers)
     checkouts: list[object] = []
@@ -450,50 +449,37 @@ def one_connection_app(settings, db_url, clock):
 
 
 @postgres_only
-def test_a_keyed_intake_claims_its_key_outside_a_transaction_and_does_its_work_in_one(
-    one_connection_app, cast, body
-):
-    """PostgreSQL: the marker needs no BEGIN/COMMIT pair of its own; the work is atomic;
-    the connection goes back to the pool in transactional mode, whatever path it took."""
+def test_a_keyed_intake_claims_its_key_in_the_works_transaction(one_connection_app, cast, body):
+    """The key's row is written once, with the answer, in the same transaction as the work:
+    nothing of the request is ever committed without the rest."""
     app, client = one_connection_app
-    h = cast.partner_a.headers | {"Idempotency-Key": "autocommit-claim"}
+    h = cast.partner_a.headers | {"Idempotency-Key": "one-transaction"}
     seen = _autocommit_by_table(app, client, "POST", "/v1/incidents", json=body(), headers=h)
-    assert seen["idempotency_keys"] == {True, False}  # the claim, then the stored answer
+    assert seen["idempotency_keys"] == {False}
     assert seen["incidents"] == {False} and seen["audit_log"] == {False}
-    # The pool gives the next request its connection back in transactional mode.
-    seen = _autocommit_by_table(
-        app, client, "POST", "/v1/incidents", json=body(), headers=cast.partner_a.headers
-    )
-    assert seen["incidents"] == {False} and "idempotency_keys" not in seen
-    # Also after a keyed request that never left autocommit (a replay: no work to do).
-    first = body()
-    h = cast.partner_a.headers | {"Idempotency-Key": "autocommit-replay"}
-    client.post("/v1/incidents", json=first, headers=h)
-    replay = client.post("/v1/incidents", json=first, headers=h)
-    assert replay.headers.get("Idempotent-Replayed") == "true"
-    seen = _autocommit_by_table(
-        app, client, "POST", "/v1/incidents", json=body(), headers=cast.partner_a.headers
-    )
-    assert seen["incidents"] == {False} and seen["audit_log"] == {False}
-    # And after keyed requests refused in the autocommit phase: an unknown API key (401),
-    # the key reused with another body (422).
-    bad = {"Authorization": "Bearer nfod_not-a-key", "Idempotency-Key": "autocommit-401"}
-    assert client.post("/v1/incidents", json=body(), headers=bad).status_code == 401
-    other = body()
-    other["notes"] = "another body under the same key"
-    assert client.post("/v1/incidents", json=other, headers=h).status_code == 422
-    seen = _autocommit_by_table(
-        app, client, "POST", "/v1/incidents", json=body(), headers=cast.partner_a.headers
-    )
-    assert seen["incidents"] == {False} and seen["audit_log"] == {False}
+    written: list[str] = []
+
+    def listener(conn, cursor, statement, parameters, context, executemany):
+        written.extend(
+            f"{verb.split()[0].upper()} {table}"
+            for verb, table in re.findall(
+                r"(INSERT INTO|UPDATE|DELETE FROM)\s+(idempotency_keys)\b", statement, re.I
+            )
+        )
+
+    with listening(app.state.engine, "before_cursor_execute", listener):
+        r = client.post(
+            "/v1/incidents",
+            json=body(),
+            headers=cast.partner_a.headers | {"Idempotency-Key": "written-once"},
+        )
+    assert r.status_code == 201, r.text
+    assert written == ["INSERT idempotency_keys"]
 
 
 @postgres_only
-def test_a_keyed_intake_commits_once_the_server_having_committed_its_claim(
-    one_connection_app, cast, body
-):
-    """The claim is committed by the server (autocommit); the session then turns
-    transactional without a commit of its own, and commits the work and its answer once."""
+def test_a_keyed_intake_commits_once(one_connection_app, cast, body):
+    """One transaction: the claim, the work and its answer, committed once."""
     app, client = one_connection_app
     commits: list[bool] = []
 
@@ -507,11 +493,99 @@ def test_a_keyed_intake_commits_once_the_server_having_committed_its_claim(
     assert commits == [False]  # one commit, of a transaction: the work with its answer
 
 
+@pytest.fixture
+def stalled_intake(monkeypatch):
+    """Make the next intake wait, in the middle of its work (after its claim), until told."""
+    import api.routes.incidents as routes
+
+    started, release = threading.Event(), threading.Event()
+    real = routes._one
+    stall = [True]
+
+    def one(*args, **kwargs):
+        if stall[0]:
+            stall[0] = False
+            started.set()
+            assert release.wait(30), "never released"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "_one", one)
+    return started, release
+
+
 @postgres_only
-def test_a_key_sent_to_a_route_that_does_not_claim_keys_changes_nothing(app, client, cast):
-    """Only routes answering through idempotent() start outside a transaction."""
-    h = cast.coordinator.headers | {"Idempotency-Key": "ignored-here"}
-    seen = _autocommit_by_table(
-        app, client, "POST", "/v1/huddles", json={"date": "2026-11-24"}, headers=h
+def test_a_request_in_flight_holds_its_key_without_committing_anything(
+    client, cast, body, session, stalled_intake
+):
+    """While the first request with a key is still working, the same request again is 409
+    (retry later) and another request with that key is 422; once the first has answered,
+    the same request replays its answer."""
+    started, release = stalled_intake
+    data = body()
+    h = cast.partner_a.headers | {"Idempotency-Key": "in-flight"}
+    first: list = []
+    worker = threading.Thread(
+        target=lambda: first.append(client.post("/v1/incidents", json=data, headers=h))
     )
-    assert seen and all(modes == {False} for modes in seen.values()), seen
+    worker.start()
+    try:
+        assert started.wait(30)
+        assert count(session, IdempotencyRecord) == 0  # nothing committed while in flight
+        busy = client.post("/v1/incidents", json=data, headers=h)
+        assert_problem(busy, 409)
+        assert int(busy.headers["retry-after"]) >= 1
+        assert_problem(client.post("/v1/incidents", json=body(notes="other"), headers=h), 422)
+    finally:
+        release.set()
+        worker.join(30)
+    assert first[0].status_code == 201, first[0].text
+    again = client.post("/v1/incidents", json=data, headers=h)
+    assert again.status_code == 201 and again.json() == first[0].json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert count(session, Incident) == 1
+
+
+@postgres_only
+def test_a_request_whose_key_was_stored_meanwhile_answers_as_its_retry(
+    client, cast, body, session, engine, clock, monkeypatch
+):
+    """The other request with this key committed after this one looked (its row was not
+    visible to this one's claim): this one's work is rolled back and it answers with the
+    stored answer, as a retry would be answered. Nothing is duplicated."""
+    import api.routes.incidents as routes
+
+    data = body()
+    key, principal_key = "stored-meanwhile", f"client:{cast.partner_a.id}"
+    real = routes._one
+
+    def one(*args, **kwargs):
+        answer = real(*args, **kwargs)
+        with engine.begin() as conn:  # the other request, committing first
+            conn.execute(
+                IdempotencyRecord.__table__.insert(),
+                {
+                    "id": "00000000-0000-4000-8000-000000000001",
+                    "principal_key": principal_key,
+                    "key": key,
+                    "method": "POST",
+                    "path": "/v1/incidents",
+                    "request_hash": _hash(data),
+                    "status_code": 201,
+                    "response_body": {"id": "the-other-requests-incident"},
+                    "response_headers": None,
+                    "lease_expires_at": clock(),
+                    "created_at": clock(),
+                    "expires_at": clock() + timedelta(hours=48),
+                },
+            )
+        return answer
+
+    monkeypatch.setattr(routes, "_one", one)
+    r = client.post(
+        "/v1/incidents", json=data, headers=cast.partner_a.headers | {"Idempotency-Key": key}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json() == {"id": "the-other-requests-incident"}
+    assert r.headers.get("idempotent-replayed") == "true"
+    assert count(session, Incident) == 0  # this request's own incident was rolled back
+    assert count(session, IdempotencyRecord) == 1
