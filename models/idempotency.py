@@ -10,7 +10,10 @@ from models.base import Base, JSONType, id_column
 
 
 class IdempotencyRecord(Base):
-    """A caller's Idempotency-Key: in flight while status_code is null, then the stored answer."""
+    """A caller's Idempotency-Key with the answer it got, written with the work's commit
+    (services.idempotency). Only rows left by earlier versions, which committed an in-flight
+    marker before the work, have a null status_code; lease_expires_at matters only for
+    those (until it, such a key is still in flight)."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (

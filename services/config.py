@@ -46,7 +46,6 @@ class Settings(BaseSettings):
     # Intake and follow-ups
     contact_window_hours: int = Field(default=72, ge=1)
     idempotency_ttl_hours: int = Field(default=48, ge=24)
-    idempotency_lease_seconds: int = Field(default=30, ge=1)
     max_body_bytes: int = 1024 * 1024
     # Threads that run the (synchronous) route handlers and database work of one worker
     # process (anyio's default is 40).
