@@ -601,6 +601,8 @@ def wrk_alternated(servers: dict[str, Server], people_rows: list[dict]) -> dict:
             {
                 "throughput_rps": r["throughput_rps"],
                 "server_cpu_ms_per_request": r["server_cpu_ms_per_request"],
+                "postgres_cpu_ms_per_request": r.get("postgres_cpu_ms_per_request"),
+                "machine_cpu_ms_per_request": r.get("machine_cpu_ms_per_request"),
             }
             for r in results
         ]
@@ -1117,13 +1119,17 @@ def render_md(res: dict) -> str:
                 "",
                 f"Each row is the median of {ing['wrk_rounds']} alternated rounds (baseline, API,"
                 f" keyed API; {ing['wrk_seconds_per_run']:g} s each); the ratios are the medians"
-                " of each round's API / baseline. Every round, req/s (server CPU ms per request):",
+                " of each round's API / baseline. Every round, req/s (CPU ms per request: the"
+                " server / PostgreSQL's processes / the whole machine, client included):",
                 "",
             ]
             for label in ("baseline_wrk", "api_wrk", "api_wrk_keys"):
                 rounds = ing.get(f"{label}_rounds", [])
                 shown = ", ".join(
-                    f"{r['throughput_rps']} ({r['server_cpu_ms_per_request']})" for r in rounds
+                    f"{r['throughput_rps']} ({r['server_cpu_ms_per_request']} / "
+                    f"{r.get('postgres_cpu_ms_per_request', '-')} / "
+                    f"{r.get('machine_cpu_ms_per_request', '-')})"
+                    for r in rounds
                 )
                 lines.append(f"- {label}: {shown}")
     elif ing.get("wrk"):

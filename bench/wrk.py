@@ -8,7 +8,9 @@ people) and sent once (bench/wrk_ingest.lua).
 
     python -m bench.wrk --base http://127.0.0.1:8100 --people people.json --seconds 20 [--keys]
 
-Prints one JSON line, with the fields bench.load's max mode prints where they mean the same.
+Prints one JSON line, with the fields bench.load's max mode prints where they mean the same,
+and the CPU time per answered request that the whole machine (client included) and
+PostgreSQL's processes spent during wrk's run: with both CPUs busy, what bounds throughput.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import uuid
 
-from bench.common import BENCH_API_KEY, ROOT
+from bench.common import BENCH_API_KEY, ROOT, machine_busy_seconds, postgres_cpu_seconds
 from bench.load import BodyMaker
 
 SCRIPT = os.path.join(ROOT, "bench", "wrk_ingest.lua")
@@ -72,7 +74,11 @@ def run(
             "keys" if keys else "nokeys",
             BENCH_API_KEY,
         ]
+        # The machine's and PostgreSQL's CPU over wrk's run alone (the bodies are made first).
+        machine0, postgres0 = machine_busy_seconds(), postgres_cpu_seconds()
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+        machine_s = machine_busy_seconds() - machine0
+        postgres_s = postgres_cpu_seconds() - postgres0
     if res.returncode != 0:
         raise RuntimeError(f"wrk failed: {res.stderr[-2000:]}")
     line = [ln for ln in res.stdout.splitlines() if ln.startswith('{"wrk"')][-1]
@@ -94,6 +100,8 @@ def run(
         + raw["timeouts"],
         "bodies_reused": raw["wrapped"],
         "throughput_rps": round(ok / elapsed, 1),
+        "machine_cpu_ms_per_request": round(machine_s * 1000 / max(1, ok), 2),
+        "postgres_cpu_ms_per_request": round(postgres_s * 1000 / max(1, ok), 2),
         "latency_ms": {
             "p50": round(raw["p50_us"] / 1000, 2),
             "p90": round(raw["p90_us"] / 1000, 2),
