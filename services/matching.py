@@ -211,8 +211,12 @@ def _candidate_conditions(shape: _Shape) -> list:
         # Same birthday: names are compared in Python.
         conditions.append(Person.date_of_birth == bindparam("dob"))
         if shape.swapped_dob:
+            # Found by the birthday (a handful of people), the family compared on those rows
+            # only: with a plain "=", PostgreSQL ANDed the whole family name's index range
+            # into the bitmap (4,600 entries for a common name: 0.4-0.6 ms of a 0.8 ms
+            # look-up), and IS NOT DISTINCT FROM (SQLite: IS) cannot be searched by an index.
             same_family = (
-                Person.family_key == bindparam("family_key")
+                Person.family_key.is_not_distinct_from(bindparam("family_key"))
                 if shape.family_key
                 else Person.family_key.is_(None)
             )
