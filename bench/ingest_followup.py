@@ -160,14 +160,15 @@ def main() -> int:
                 per_request = (s.cpu_seconds() - cpu0) * 1000 / answered
                 cpu_ms[name].append(round(per_request, 2))
                 # wrk measures these over its own run (not while the bodies are made).
-                pg_ms[name].append(
-                    out.get("postgres_cpu_ms_per_request")
-                    or round((postgres_cpu_seconds() - pg0) * 1000 / answered, 2)
-                )
-                machine_ms[name].append(
-                    out.get("machine_cpu_ms_per_request")
-                    or round((machine_busy_seconds() - machine0) * 1000 / answered, 2)
-                )
+                if "machine_cpu_ms_per_request" not in out:  # the httpx client
+                    out["postgres_cpu_ms_per_request"] = round(
+                        (postgres_cpu_seconds() - pg0) * 1000 / answered, 2
+                    )
+                    out["machine_cpu_ms_per_request"] = round(
+                        (machine_busy_seconds() - machine0) * 1000 / answered, 2
+                    )
+                pg_ms[name].append(out["postgres_cpu_ms_per_request"])
+                machine_ms[name].append(out["machine_cpu_ms_per_request"])
                 rps[name].append(out["throughput_rps"])
                 p99[name].append(out["latency"].get("p99_ms", 0))
                 print(
