@@ -360,7 +360,14 @@ def _cursor(conn: Connection) -> Any:
 
 def _hooked(conn: Connection) -> bool:
     """Whether statement-level event listeners are registered (on the connection or its
-    engine): they must see every statement, so those take SQLAlchemy's execution."""
+    engine): they must see every statement, so those take SQLAlchemy's execution.
+
+    First the flags SQLAlchemy itself tests before any connection event (set when a
+    listener of any connection event is added to the connection or its engine, and never
+    cleared): with none, there is nothing to look up. Asking the dispatcher for four event
+    lists cost about 2 % of an intake's CPU (a profile of the worker threads under wrk)."""
+    if not (conn._has_events or conn.engine._has_events):
+        return False
     dispatch = conn.dispatch
     return bool(
         dispatch.before_execute

@@ -128,6 +128,26 @@ def test_statement_hooks_see_every_statement(engine):
     assert len([s for s in seen if s.startswith("SELECT agencies.id")]) == 1
 
 
+@postgres_only
+def test_a_hook_added_while_a_connection_is_open_sees_its_next_statements(engine):
+    # The direct path asks the connection's and the engine's event flags first; the
+    # engine's is read at each statement, so an open connection notices a new hook.
+    seen: list[str] = []
+
+    def hook(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    with engine.begin() as conn:
+        execute_direct(conn, _BY_ID, {"id": "x"})
+        event.listen(engine, "before_cursor_execute", hook)
+        try:
+            execute_direct(conn, _BY_ID, {"id": "y"})
+        finally:
+            event.remove(engine, "before_cursor_execute", hook)
+        execute_direct(conn, _BY_ID, {"id": "z"})
+    assert len([s for s in seen if s.startswith("SELECT agencies.id")]) == 1
+
+
 def test_a_unique_violation_is_sqlalchemys_integrity_error_and_rolls_back(engine):
     row = _agency()
     with engine.begin() as conn:
