@@ -21,7 +21,7 @@ before the work, are still understood: in flight until their lease ends, then ta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,10 +69,9 @@ def validate_key(key: str) -> None:
         )
 
 
-_STORED = (
-    "r.id, r.method, r.path, r.request_hash, r.status_code, r.response_body, "
-    "r.response_headers, r.lease_expires_at, r.expires_at"
-)
+# The columns a claim reads, in Stored's order (both statements below select them).
+_STORED_COLUMNS = tuple(field.name for field in fields(Stored))
+_STORED = ", ".join(f"r.{name}" for name in _STORED_COLUMNS)
 # PostgreSQL: both locks are tried (never waited for) whatever the row, then the row is read.
 # OFFSET 0 keeps the subquery, so each lock function runs exactly once.
 _CLAIM_PG = text(
@@ -88,17 +87,9 @@ _FORGET_EXPIRED = delete(_RECORDS).where(
 )
 _FORGET = delete(_RECORDS).where(_RECORDS.c.id == bindparam("record_id"))
 # SQLite: the row alone (its types converted by SQLAlchemy: JSON, times).
-_FIND = select(
-    _RECORDS.c.id,
-    _RECORDS.c.method,
-    _RECORDS.c.path,
-    _RECORDS.c.request_hash,
-    _RECORDS.c.status_code,
-    _RECORDS.c.response_body,
-    _RECORDS.c.response_headers,
-    _RECORDS.c.lease_expires_at,
-    _RECORDS.c.expires_at,
-).where(_RECORDS.c.principal_key == bindparam("principal_key"), _RECORDS.c.key == bindparam("key"))
+_FIND = select(*(_RECORDS.c[name] for name in _STORED_COLUMNS)).where(
+    _RECORDS.c.principal_key == bindparam("principal_key"), _RECORDS.c.key == bindparam("key")
+)
 
 
 def _look(session: Session, params: dict[str, Any]) -> tuple[bool, bool, Stored | None]:
