@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from services import audit
-from services.auth import resolve_bearer
+from services.auth import resolve_bearer, resolve_bearer_claiming
 from services.config import Settings
 from services.db import has_writes_at_commit
 from services.errors import Forbidden, Unauthorized
@@ -195,6 +195,41 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 def get_principal(
     request: Request, session: DbSession, settings: AppSettings, now: Now
 ) -> Principal:
+    principal = resolve_bearer(
+        session, settings=settings, now=now, credential=_bearer_credential(request)
+    )
+    return _signed_in(request, principal)
+
+
+def get_principal_claiming(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    *,
+    key: str,
+    request_hash: str,
+) -> Principal:
+    """:func:`get_principal` for a request with an Idempotency-Key whose claim comes next
+    in this transaction (api.direct): a partner's look at its key is made with its caller's
+    look-up (services.auth.resolve_bearer_claiming) and left on ``request.state`` for
+    api.idempotency."""
+    principal, looked = resolve_bearer_claiming(
+        session,
+        settings=settings,
+        now=now,
+        credential=_bearer_credential(request),
+        key=key,
+        method=request.method,
+        path=request.url.path,
+        request_hash=request_hash,
+    )
+    principal = _signed_in(request, principal)
+    request.state.idempotency_look = looked
+    return principal
+
+
+def _bearer_credential(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
@@ -202,7 +237,10 @@ def get_principal(
             "sign in first: send Authorization: Bearer <token or API key>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    principal = resolve_bearer(session, settings=settings, now=now, credential=credential.strip())
+    return credential.strip()
+
+
+def _signed_in(request: Request, principal: Principal | None) -> Principal:
     if principal is None:
         raise Unauthorized(
             "the token or API key is not valid (expired, revoked or deactivated)",

@@ -5,9 +5,10 @@ Usage in a route::
     return idempotent(request, session, principal, now, settings, body_for_hash, work)
 
 where ``body_for_hash`` is the request body as a JSON-mode dump (``model_dump(mode="json")``)
-and ``work()`` returns ``(status_code, json_body, headers)``, ``json_body`` already JSON-safe
-(a JSON-mode dump, or plain dicts, lists, strings and numbers) or rendered
-(``services.db.JSONText``): it is stored and sent as is.
+or the body model itself (see :func:`request_hash`), and ``work()`` returns
+``(status_code, json_body, headers)``, ``json_body`` already JSON-safe (a JSON-mode dump,
+or plain dicts, lists, strings and numbers) or rendered (``services.db.JSONText``): it is
+stored and sent as is.
 Without the header the work simply runs. With it, the key is claimed in the work's own
 transaction, and the work, its answer and the key are committed together, here: a failure
 anywhere (the commit included) rolls all of it back, and the key is free for the retry.
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Request
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,20 @@ from services.principal import Principal
 
 HEADER = "Idempotency-Key"
 Work = Callable[[], tuple[int, Any, dict[str, str]]]
+
+
+def request_hash(request: Request, body: Any) -> str:
+    """The hash a key's row keeps of its request: of ``body``, a JSON-safe value, or a
+    Pydantic model, taken as ``model_dump(mode="json", exclude_unset=True)``. A model's is
+    made once per request (api.direct hashes it before the endpoint runs)."""
+    if not isinstance(body, BaseModel):
+        return canonical_hash({"body": body})
+    made = getattr(request.state, "idempotency_hash", None)
+    if made is not None and made[0] is body:
+        return made[1]
+    hashed = canonical_hash({"body": body.model_dump(mode="json", exclude_unset=True)})
+    request.state.idempotency_hash = (body, hashed)
+    return hashed
 
 
 def idempotent(
@@ -47,7 +63,10 @@ def idempotent(
         status, content, headers = work()
         return RenderedJSON(content, status_code=status, headers=headers)
     method, path = request.method, request.url.path
-    request_hash = canonical_hash({"body": body})
+    hashed = request_hash(request, body)
+    # The key's look, when it was made with the caller's look-up (api.direct): good for the
+    # first attempt only (a rollback ends it, with its locks).
+    looked = getattr(request.state, "idempotency_look", None)
     for attempt in (1, 2):
         claim = idem.claim(
             session,
@@ -55,9 +74,10 @@ def idempotent(
             key=key,
             method=method,
             path=path,
-            request_hash=request_hash,
+            request_hash=hashed,
             now=now,
             settings=settings,
+            looked=looked if attempt == 1 else None,
         )
         if claim.replay is not None:
             stored = claim.replay

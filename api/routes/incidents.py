@@ -72,17 +72,8 @@ def create_incident(
         # Rendered once: sent, and stored as it is for an Idempotency-Key's replays.
         return status, JSONText(out.model_dump_json()), {"Location": f"/v1/incidents/{out.id}"}
 
-    # The body is rendered for the request hash only when an Idempotency-Key is sent.
-    keyed = request.headers.get("Idempotency-Key") is not None
-    return idempotent(
-        request,
-        session,
-        principal,
-        now,
-        settings,
-        body.model_dump(mode="json", exclude_unset=True) if keyed else None,
-        work,
-    )
+    # The model itself: its hash is made only when an Idempotency-Key is sent, once.
+    return idempotent(request, session, principal, now, settings, body, work)
 
 
 # Every partner notification comes here: answered in one thread-pool hop (api.direct).

@@ -96,6 +96,7 @@ def _cases(clock, partner, analyst, tag: str):
 
     auth = partner.headers
     key = f"{tag}-{uuid.uuid4()}"
+    key2 = f"{tag}-{uuid.uuid4()}"
     json_headers = auth | {"Content-Type": "application/json"}
     return [
         ("no credentials", {"json": body("a")}),
@@ -139,6 +140,31 @@ def _cases(clock, partner, analyst, tag: str):
             {"json": body("d"), "headers": auth | {"Idempotency-Key": key}},
         ),
         ("outreach worker", {"json": body("e"), "headers": "outreach"}),
+        # With a key, the body is validated before the caller is looked up (api.direct),
+        # and still answered after it.
+        ("keyed, no credentials", {"json": {"x": 1}, "headers": {"Idempotency-Key": key2}}),
+        (
+            "keyed, role refused, body invalid",
+            {"json": {"x": 1}, "headers": analyst.headers | {"Idempotency-Key": key2}},
+        ),
+        (
+            "keyed, body invalid",
+            {"json": body("f", colour="red"), "headers": auth | {"Idempotency-Key": key2}},
+        ),
+        (
+            "keyed, invalid JSON",
+            {"content": b'{"a', "headers": json_headers | {"Idempotency-Key": key2}},
+        ),
+        (
+            "keyed, not UTF-8",
+            {"content": b"\xe9M", "headers": json_headers | {"Idempotency-Key": key2}},
+        ),
+        (
+            "keyed, key not printable",
+            {"json": body("f"), "headers": auth | {"Idempotency-Key": "a\x7fb"}},
+        ),
+        ("keyed, outreach worker", {"json": body("g"), "headers": ("outreach", key2)}),
+        ("keyed, outreach replay", {"json": body("g"), "headers": ("outreach", key2)}),
     ]
 
 
@@ -153,16 +179,20 @@ def test_answers_equal_fastapis_own_handler(clients, factory, clock, session):
         for name, kwargs in _cases(clock, partner, analyst, tag):
             if kwargs.get("headers") == "outreach":
                 kwargs = kwargs | {"headers": outreach.headers}
+            elif isinstance(kwargs.get("headers"), tuple):
+                key = {"Idempotency-Key": kwargs["headers"][1]}
+                kwargs = kwargs | {"headers": outreach.headers | key}
             got.append((name, _answer(client.post("/v1/incidents", **kwargs))))
         answers[tag] = got
     for (name, direct), (_, fastapi_own) in zip(answers["D"], answers["O"], strict=True):
         assert direct == fastapi_own, name
     statuses = [a["status"] for _, a in answers["D"]]
     assert statuses[:14] == [401, 401, 401, 403, 403, 201, 200, 409, 422, 422, 422, 422, 400, 400]
-    assert statuses[14:] == [422, 422, 422, 422, 422, 201, 201, 422, 201]
-    # Each app stored its three new incidents (created, keyed, outreach), nothing else.
+    assert statuses[14:23] == [422, 422, 422, 422, 422, 201, 201, 422, 201]
+    assert statuses[23:] == [401, 403, 422, 400, 400, 422, 201, 201]
+    # Each app stored its four new incidents (created, keyed, outreach and keyed outreach).
     for tag in ("D", "O"):
-        assert count(session, Incident, Incident.source_ref.like(f"{tag}-%")) == 3
+        assert count(session, Incident, Incident.source_ref.like(f"{tag}-%")) == 4
 
 
 def test_the_caller_and_the_work_share_one_thread(app, factory, clock, monkeypatch):
