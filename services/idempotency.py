@@ -144,8 +144,21 @@ _FIND = select(*(_RECORDS.c[name] for name in _STORED_COLUMNS)).where(
 )
 
 
-def _stored(values: list[Any]) -> Stored | None:
-    return Stored(*values) if values[0] is not None else None
+def _looked(
+    principal_key: str, key: str, method: str, path: str, request_hash: str, found: Any
+) -> Look:
+    """A Look from a PostgreSQL statement's (mine, body_free, the row's columns...)."""
+    mine, body_free, *stored = found
+    return Look(
+        principal_key,
+        key,
+        method,
+        path,
+        request_hash,
+        bool(mine),
+        bool(body_free),
+        Stored(*stored) if stored[0] is not None else None,
+    )
 
 
 def look(
@@ -163,17 +176,8 @@ def look(
         "key_lock": principal_key + _key_suffix(key),
         "body_lock": principal_key + _body_suffix(key, method, path, request_hash),
     }
-    mine, body_free, *stored = execute_direct(conn, _CLAIM_PG, params)[0]
-    return Look(
-        principal_key,
-        key,
-        method,
-        path,
-        request_hash,
-        bool(mine),
-        bool(body_free),
-        _stored(stored),
-    )
+    found = execute_direct(conn, _CLAIM_PG, params)[0]
+    return _looked(principal_key, key, method, path, request_hash, found)
 
 
 def look_as_client(
@@ -196,18 +200,12 @@ def look_as_client(
     )
     if not rows:
         return None
-    client_id, name, agency_id, mine, body_free, *stored = rows[0]  # key_hash is unique
-    found = Look(
-        f"client:{client_id}",
-        key,
-        method,
-        path,
-        request_hash,
-        bool(mine),
-        bool(body_free),
-        _stored(stored),
+    client_id, name, agency_id, *found = rows[0]  # key_hash is unique
+    # The client's principal_key (services.principal.Principal.key), as the statement built it.
+    principal_key = f"client:{client_id}"
+    return (client_id, name, agency_id), _looked(
+        principal_key, key, method, path, request_hash, found
     )
-    return (client_id, name, agency_id), found
 
 
 # When each caller's keys past retention were last forgotten, in this process (see claim).
