@@ -25,6 +25,7 @@ bench/results/explain/ and server logs in bench/results/logs/, not committed).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -80,6 +81,8 @@ PG_BIN = os.environ.get("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin")
 PRIVATE_PORT = int(os.environ.get("BENCH_PRIVATE_PG_PORT", "5544"))
 CRASH_SECONDS = int(os.environ.get("BENCH_CRASH_SECONDS", "20"))
 API_PORT, BASE_PORT = 8190, 8191
+# The 10 k data set's API while the agenda is timed on both data sets at once (step_reads).
+SMALL_PORT = 8192
 
 
 def wanted(step: str) -> bool:
@@ -169,6 +172,36 @@ def timed_gets(client: httpx.Client, paths: list[str], n: int, warmup: int = 3) 
     out = summary_ms(lat)
     out["statuses"] = statuses
     out["mean_bytes"] = int(statistics.fmean(sizes)) if sizes else 0
+    return out
+
+
+def timed_gets_alternating(
+    sides: list[tuple[httpx.Client, list[str]]], n: int, warmup: int = 3
+) -> list[dict]:
+    """:func:`timed_gets` for several servers at once, their requests interleaved (one to
+    each in turn, the order reversed every other turn): a change in the machine's speed
+    during the measurement lands on every side alike, so their ratio holds."""
+    for client, paths in sides:
+        for i in range(warmup):
+            client.get(paths[i % len(paths)])
+    lat: list[list[float]] = [[] for _ in sides]
+    statuses: list[dict[str, int]] = [{} for _ in sides]
+    sizes: list[list[int]] = [[] for _ in sides]
+    order = list(range(len(sides)))
+    for i in range(n):
+        for k in order if i % 2 == 0 else order[::-1]:
+            client, paths = sides[k]
+            t = time.perf_counter()
+            resp = client.get(paths[i % len(paths)])
+            lat[k].append(time.perf_counter() - t)
+            statuses[k][str(resp.status_code)] = statuses[k].get(str(resp.status_code), 0) + 1
+            sizes[k].append(len(resp.content))
+    out = []
+    for k in order:
+        one = summary_ms(lat[k])
+        one["statuses"] = statuses[k]
+        one["mean_bytes"] = int(statistics.fmean(sizes[k])) if sizes[k] else 0
+        out.append(one)
     return out
 
 
@@ -265,32 +298,52 @@ def step_reads(big_url: str, small_url: str, big: dict, small: dict) -> dict:
         out["removed_rows_of_earlier_runs"] = remove_bench_rows(big_url) + remove_bench_rows(
             small_url
         )
-    for label, url, info in (("small", small_url, small), ("big", big_url, big)):
-        server = Server(f"api-reads-{label}", "api", url, API_PORT, LOGS)
+    # The agenda on both data sets, each behind its own API, timed at the same time with
+    # their requests interleaved (the ratio is the figure; see timed_gets_alternating).
+    small_server = Server("api-reads-small", "api", small_url, SMALL_PORT, LOGS)
+    server = Server("api-reads-big", "api", big_url, API_PORT, LOGS)
+    small_server.start()
+    try:
         server.start()
         try:
-            tok = token(server.base, *BENCH_COORDINATOR)
-            headers = {"Authorization": f"Bearer {tok}"}
-            with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
-                out[f"agenda_{label}"] = timed_gets(client, agenda_paths(info), READS)
-                out[f"agenda_{label}"]["items"] = agenda_shape(client, info)
-                if label == "big":
-                    for name, paths in read_paths(url, info).items():
-                        n = REPORT_READS if name.startswith("reports") else READS
-                        out[name] = timed_gets(client, paths, n, warmup=1)
-                    deep = deep_page_paths(client)
-                    if deep:
-                        out["incident_list_pages_2_to_20"] = timed_gets(client, deep, READS)
-            analyst = token(server.base, *BENCH_ANALYST) if label == "big" else None
-            if analyst:
-                with httpx.Client(
-                    base_url=server.base, headers={"Authorization": f"Bearer {analyst}"}, timeout=60
-                ) as c:
-                    out["reports_summary_year_analyst"] = timed_gets(
-                        c, read_paths(url, info)["reports_summary_year"], REPORT_READS, warmup=1
+            with contextlib.ExitStack() as stack:
+                clients = {}
+                for label, srv in (("small", small_server), ("big", server)):
+                    tok = token(srv.base, *BENCH_COORDINATOR)
+                    clients[label] = stack.enter_context(
+                        httpx.Client(
+                            base_url=srv.base,
+                            headers={"Authorization": f"Bearer {tok}"},
+                            timeout=60,
+                        )
                     )
+                infos = {"small": small, "big": big}
+                timed = timed_gets_alternating(
+                    [(clients[label], agenda_paths(infos[label])) for label in ("small", "big")],
+                    READS,
+                )
+                for label, one in zip(("small", "big"), timed, strict=True):
+                    out[f"agenda_{label}"] = one
+                    one["items"] = agenda_shape(clients[label], infos[label])
+                small_server.stop()
+                client = clients["big"]
+                for name, paths in read_paths(big_url, big).items():
+                    n = REPORT_READS if name.startswith("reports") else READS
+                    out[name] = timed_gets(client, paths, n, warmup=1)
+                deep = deep_page_paths(client)
+                if deep:
+                    out["incident_list_pages_2_to_20"] = timed_gets(client, deep, READS)
+            analyst = token(server.base, *BENCH_ANALYST)
+            with httpx.Client(
+                base_url=server.base, headers={"Authorization": f"Bearer {analyst}"}, timeout=60
+            ) as c:
+                out["reports_summary_year_analyst"] = timed_gets(
+                    c, read_paths(big_url, big)["reports_summary_year"], REPORT_READS, warmup=1
+                )
         finally:
             server.stop()
+    finally:
+        small_server.stop()
     a_small = out["agenda_small"].get("p95_ms")
     a_big = out["agenda_big"].get("p95_ms")
     if a_small and a_big:
