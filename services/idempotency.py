@@ -15,6 +15,10 @@ transaction at a time (BEGIN IMMEDIATE), so there a second request simply comes 
 first and finds its row. Keys are kept ``idempotency_ttl_hours`` (>= 24, default 48) and
 then purged.
 
+A partner's request on PostgreSQL can have its key looked at together with its caller's
+look-up (:func:`look_as_client`, one statement: api.direct does it); :func:`claim` then
+decides on that look instead of making its own.
+
 Rows written by earlier versions, which committed an in-flight marker (status_code null)
 before the work, are still understood: in flight until their lease ends, then taken over.
 """
