@@ -49,7 +49,7 @@ def _rollback(session: Session) -> None:
             session.rollback()
 
 
-def _settled(session: Session) -> bool:
+def is_settled(session: Session) -> bool:
     """Nothing left to commit or roll back: closing it does no I/O."""
     return (
         not session.in_transaction()
@@ -99,7 +99,7 @@ def end_unit_of_work(call: Callable[..., Any]) -> Callable[..., Any]:
                 _rollback(session)
             raise
         for session in sessions:
-            if _settled(session):  # committed already (api.idempotency): nothing to do
+            if is_settled(session):  # committed already (api.idempotency): nothing to do
                 continue
             try:
                 session.commit()
@@ -144,7 +144,7 @@ def open_session(request: Request) -> Session:
 
 def close_session(session: Session, *, failed: bool) -> None:
     """Commit (or, ``failed``, roll back) what is left of the request's work and close it."""
-    if _settled(session):
+    if is_settled(session):
         session.close()
     elif failed:
         _fail(session)
@@ -174,13 +174,13 @@ async def _session(request: Request) -> AsyncIterator[Session]:
         try:
             yield session
         except BaseException:
-            if _settled(session):
+            if is_settled(session):
                 session.close()
             else:
                 with anyio.CancelScope(shield=True):
                     await run_in_threadpool(close_session, session, failed=True)
             raise
-        if _settled(session):
+        if is_settled(session):
             session.close()
         else:
             with anyio.CancelScope(shield=True):

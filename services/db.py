@@ -33,7 +33,20 @@ def json_text(value: Any) -> str:
     return pydantic_core.to_json(value).decode()
 
 
-def make_engine(url: str, *, ping_after_idle: float = 1.0, **kwargs) -> Engine:
+# Seconds a pooled connection may sit unused before its next checkout pings it; a connection
+# kept by a DirectRoute worker thread (api.direct) is given back after as long without work.
+PING_AFTER_IDLE = 1.0
+
+# How many disconnects (a restarted server, a cut connection) this process has seen, on any
+# of its engines: a session kept across requests is not reused once this has moved.
+_disconnects = [0]
+
+
+def disconnects_seen() -> int:
+    return _disconnects[0]
+
+
+def make_engine(url: str, *, ping_after_idle: float = PING_AFTER_IDLE, **kwargs) -> Engine:
     kwargs.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -66,6 +79,12 @@ def make_engine(url: str, *, ping_after_idle: float = 1.0, **kwargs) -> Engine:
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine, ping_after_idle)
+
+    @event.listens_for(engine, "handle_error")
+    def _count_disconnects(context):
+        if context.is_disconnect:
+            _disconnects[0] += 1
+
     return engine
 
 
@@ -146,6 +165,11 @@ class RequestSession(Session):
             self._current = (self._transaction, conn)
             return conn
         return super().connection(bind_arguments, execution_options)
+
+    def is_reusable(self) -> bool:
+        """Its connection (if it has one yet) is still open and valid."""
+        held = self._held
+        return held is None or not (held.closed or held.invalidated)
 
     def _release(self) -> None:
         self._current = None

@@ -405,13 +405,15 @@ def test_more_waiters_on_one_persons_lock_than_threads_still_all_finish(
 
 
 def test_a_keyed_intake_checks_out_one_connection(app, client, cast, body, engine):
-    h = cast.partner_a.headers | {"Idempotency-Key": "one-connection"}
-    client.post("/v1/incidents", json=body(source_ref="WARM"), headers=cast.partner_a.headers)
+    """One connection for the whole request (its claim, its work, its answer); the next
+    request on the same worker thread reuses it (api.direct keeps the session)."""
     checkouts: list[object] = []
     listener = lambda dbapi_conn, record, proxy: checkouts.append(record)  # noqa: E731
     with listening(app.state.engine, "checkout", listener):
-        r = client.post("/v1/incidents", json=body(), headers=h)
-    assert r.status_code == 201, r.text
+        for key in ("one-connection", "the-same-connection"):
+            h = cast.partner_a.headers | {"Idempotency-Key": key}
+            r = client.post("/v1/incidents", json=body(), headers=h)
+            assert r.status_code == 201, r.text
     assert len(checkouts) == 1
 
 

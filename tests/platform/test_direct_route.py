@@ -5,6 +5,11 @@ DirectRoute is built with FastAPI's ordinary handler (dependency solving, a thre
 for the caller, another for the endpoint). Every answer - status, media type, the headers a
 client reads and the body with its generated ids masked - must be the same, for accepted,
 repeated, replayed and refused requests alike.
+
+The last tests are about the session a worker thread keeps from one request to the next
+(api.direct.WorkerThreads): reused only after a clean request and never after a disconnect,
+given back when the thread is idle or the app stops, and never carrying one request's audit
+context into another.
 """
 
 from __future__ import annotations
@@ -13,16 +18,20 @@ import contextlib
 import copy
 import re
 import threading
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
 from fastapi.routing import request_response
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.app import create_app
-from api.direct import DirectRoute
+from api.direct import DirectRoute, workers
 from models.incident import Incident
+from tests.conftest import Factory as _Factory
+from tests.conftest import listening
 from tests.intake.conftest import count, iso
 
 # Generated, or made unique per app by the cases (source_ref, the person's family name).
@@ -372,3 +381,83 @@ def test_worker_threads_are_started_only_when_every_started_one_is_busy():
         gate.set()
         pool.shutdown()
     assert released == [1] * 5 and pool.threads == 0
+
+
+def _checkouts(app):
+    found: list[object] = []
+    return found, lambda dbapi_conn, record, proxy: found.append(record)
+
+
+def _post(client, partner, clock, ref: str, **headers):
+    now = clock()
+    data = {"occurred_at": iso(now - timedelta(hours=1)), "source_ref": ref}
+    return client.post("/v1/incidents", json=data, headers=partner.headers | headers)
+
+
+def test_a_worker_thread_keeps_the_session_of_a_clean_request(app, factory, clock, session):
+    """The next request on the thread reuses it: no checkout, no new session, and its own
+    audit context (each request's entries carry its own request id)."""
+    from models.audit import AuditEntry
+
+    partner = factory.partner()
+    checkouts, listener = _checkouts(app)
+    with TestClient(app) as client, listening(app.state.engine, "checkout", listener):
+        first = _post(client, partner, clock, "K-1", **{"X-Request-ID": "req-first"})
+        second = _post(client, partner, clock, "K-2", **{"X-Request-ID": "req-second"})
+        assert (first.status_code, second.status_code) == (201, 201), second.text
+        assert len(checkouts) == 1
+        assert workers(app).threads == 1
+    by_incident = dict(
+        session.execute(
+            select(AuditEntry.subject_id, AuditEntry.request_id).where(
+                AuditEntry.subject_id.in_([first.json()["id"], second.json()["id"]])
+            )
+        ).all()
+    )
+    assert by_incident == {first.json()["id"]: "req-first", second.json()["id"]: "req-second"}
+
+
+def test_a_failed_request_does_not_keep_its_session(app, factory, clock):
+    partner = factory.partner()
+    checkouts, listener = _checkouts(app)
+    with TestClient(app) as client, listening(app.state.engine, "checkout", listener):
+        assert _post(client, partner, clock, "F-1").status_code == 201
+        refused = client.post("/v1/incidents", json={"colour": "red"}, headers=partner.headers)
+        assert refused.status_code == 422
+        assert _post(client, partner, clock, "F-2").status_code == 201
+    # The refused request checked out no connection of its own: it reused the kept session,
+    # and closed it; the request after it needed a new one.
+    assert len(checkouts) == 2
+
+
+def test_a_disconnect_anywhere_drops_the_kept_sessions(app, factory, clock, monkeypatch):
+    """A restarted server breaks every connection kept by a thread: after any disconnect
+    the process has seen, none of them is reused (each thread takes a fresh one, which the
+    pool pings or replaces)."""
+    from services import db
+
+    partner = factory.partner()
+    checkouts, listener = _checkouts(app)
+    with TestClient(app) as client, listening(app.state.engine, "checkout", listener):
+        assert _post(client, partner, clock, "D-1").status_code == 201
+        monkeypatch.setattr(db, "_disconnects", [db.disconnects_seen() + 1])
+        assert _post(client, partner, clock, "D-2").status_code == 201
+    assert len(checkouts) == 2
+
+
+def test_an_idle_thread_and_a_stopped_app_give_the_connection_back(settings, engine, clock):
+    from api.direct import WorkerThreads
+
+    app = create_app(settings, engine=engine, clock=clock)
+    app.state.direct_workers = WorkerThreads(settings.session_slots, idle=0.1)
+    partner = _Factory(engine, settings, clock).partner()
+    with TestClient(app) as client:
+        assert _post(client, partner, clock, "I-1").status_code == 201
+        assert engine.pool.checkedout() == 1  # kept by the thread
+        deadline = time.monotonic() + 10
+        while engine.pool.checkedout() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.pool.checkedout() == 0
+        assert _post(client, partner, clock, "I-2").status_code == 201
+        assert engine.pool.checkedout() == 1
+    assert engine.pool.checkedout() == 0  # the app stopped: its threads gave theirs back
