@@ -136,10 +136,15 @@ def session_slots(request: Request) -> asyncio.Semaphore:
 def open_session(request: Request) -> Session:
     """The request's session, with its audit context (no I/O: it connects on first use)."""
     session: Session = request.app.state.request_session_factory()
+    set_request_context(session, request)
+    return session
+
+
+def set_request_context(session: Session, request: Request) -> None:
+    """The request's audit context (its id, the caller's address) on the session."""
     audit.set_context(
         session, request_id=request.state.request_id, client_addr=client_addr(request)
     )
-    return session
 
 
 def close_session(session: Session, *, failed: bool) -> None:

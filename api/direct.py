@@ -50,7 +50,7 @@ from starlette.responses import Response
 
 from api import deps, idempotency
 from api.problems import log_unhandled
-from services import audit, db
+from services import db
 from services import idempotency as services_idempotency
 from services.errors import Invalid
 
@@ -221,9 +221,7 @@ def _session_for(request: Request) -> Any:
     if kept is not None:
         session, disconnects = kept
         if disconnects == db.disconnects_seen() and session.is_reusable():
-            audit.set_context(
-                session, request_id=request.state.request_id, client_addr=deps.client_addr(request)
-            )
+            deps.set_request_context(session, request)
             return session
         session.close()
     return deps.open_session(request)

@@ -157,30 +157,16 @@ def dataset(url: str, n: int, anchor: datetime) -> dict:
 
 
 def timed_gets(client: httpx.Client, paths: list[str], n: int, warmup: int = 3) -> dict:
-    lat: list[float] = []
-    statuses: dict[str, int] = {}
-    sizes: list[int] = []
-    for i in range(warmup):
-        client.get(paths[i % len(paths)])
-    for i in range(n):
-        path = paths[i % len(paths)]
-        t = time.perf_counter()
-        resp = client.get(path)
-        lat.append(time.perf_counter() - t)
-        statuses[str(resp.status_code)] = statuses.get(str(resp.status_code), 0) + 1
-        sizes.append(len(resp.content))
-    out = summary_ms(lat)
-    out["statuses"] = statuses
-    out["mean_bytes"] = int(statistics.fmean(sizes)) if sizes else 0
-    return out
+    return timed_gets_alternating([(client, paths)], n, warmup)[0]
 
 
 def timed_gets_alternating(
     sides: list[tuple[httpx.Client, list[str]]], n: int, warmup: int = 3
 ) -> list[dict]:
-    """:func:`timed_gets` for several servers at once, their requests interleaved (one to
-    each in turn, the order reversed every other turn): a change in the machine's speed
-    during the measurement lands on every side alike, so their ratio holds."""
+    """Latency of ``n`` GETs on each side (a client and the paths it cycles through), after
+    ``warmup`` untimed ones; with several sides their requests are interleaved (one to each
+    in turn, the order reversed every other turn), so a change in the machine's speed during
+    the measurement lands on every side alike and their ratio holds."""
     for client, paths in sides:
         for i in range(warmup):
             client.get(paths[i % len(paths)])

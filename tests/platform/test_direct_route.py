@@ -30,7 +30,6 @@ from sqlalchemy import select
 from api.app import create_app
 from api.direct import DirectRoute, workers
 from models.incident import Incident
-from tests.conftest import Factory as _Factory
 from tests.conftest import listening
 from tests.intake.conftest import count, iso
 
@@ -383,7 +382,7 @@ def test_worker_threads_are_started_only_when_every_started_one_is_busy():
     assert released == [1] * 5 and pool.threads == 0
 
 
-def _checkouts(app):
+def _checkouts():
     found: list[object] = []
     return found, lambda dbapi_conn, record, proxy: found.append(record)
 
@@ -400,7 +399,7 @@ def test_a_worker_thread_keeps_the_session_of_a_clean_request(app, factory, cloc
     from models.audit import AuditEntry
 
     partner = factory.partner()
-    checkouts, listener = _checkouts(app)
+    checkouts, listener = _checkouts()
     with TestClient(app) as client, listening(app.state.engine, "checkout", listener):
         first = _post(client, partner, clock, "K-1", **{"X-Request-ID": "req-first"})
         second = _post(client, partner, clock, "K-2", **{"X-Request-ID": "req-second"})
@@ -419,7 +418,7 @@ def test_a_worker_thread_keeps_the_session_of_a_clean_request(app, factory, cloc
 
 def test_a_failed_request_does_not_keep_its_session(app, factory, clock):
     partner = factory.partner()
-    checkouts, listener = _checkouts(app)
+    checkouts, listener = _checkouts()
     with TestClient(app) as client, listening(app.state.engine, "checkout", listener):
         assert _post(client, partner, clock, "F-1").status_code == 201
         refused = client.post("/v1/incidents", json={"colour": "red"}, headers=partner.headers)
@@ -437,7 +436,7 @@ def test_a_disconnect_anywhere_drops_the_kept_sessions(app, factory, clock, monk
     from services import db
 
     partner = factory.partner()
-    checkouts, listener = _checkouts(app)
+    checkouts, listener = _checkouts()
     with TestClient(app) as client, listening(app.state.engine, "checkout", listener):
         assert _post(client, partner, clock, "D-1").status_code == 201
         monkeypatch.setattr(db, "_disconnects", [db.disconnects_seen() + 1])
@@ -445,12 +444,13 @@ def test_a_disconnect_anywhere_drops_the_kept_sessions(app, factory, clock, monk
     assert len(checkouts) == 2
 
 
-def test_an_idle_thread_and_a_stopped_app_give_the_connection_back(settings, engine, clock):
+def test_an_idle_thread_and_a_stopped_app_give_the_connection_back(
+    app, factory, engine, settings, clock
+):
     from api.direct import WorkerThreads
 
-    app = create_app(settings, engine=engine, clock=clock)
     app.state.direct_workers = WorkerThreads(settings.session_slots, idle=0.1)
-    partner = _Factory(engine, settings, clock).partner()
+    partner = factory.partner()
     with TestClient(app) as client:
         assert _post(client, partner, clock, "I-1").status_code == 201
         assert engine.pool.checkedout() == 1  # kept by the thread
