@@ -15,7 +15,6 @@ Entries never hold personal data: ids, kinds and codes only.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from models.audit import AuditChainLink, AuditEntry
 from models.base import new_id
+from services.canonical import sorted_json
 from services.db import before_commit_writes, insert_rows_at_commit
 from services.principal import Principal
 
@@ -144,7 +144,7 @@ def _canonical(values: dict[str, Any], **extra: Any) -> bytes:
     at = values["at"]
     if isinstance(at, datetime):
         at = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return json.dumps(
+    return sorted_json(
         {
             "id": values["id"],
             "at": at,
@@ -158,10 +158,9 @@ def _canonical(values: dict[str, Any], **extra: Any) -> bytes:
             "details": values["details"],
             **extra,
         },
-        sort_keys=True,
-        separators=(",", ":"),
         default=str,
-    ).encode()
+        ensure_ascii=True,
+    )
 
 
 def content_hash(values: dict[str, Any]) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +24,7 @@ from models.incident import Incident, IncidentSubstance
 from models.person import Person, PossibleDuplicate
 from services import audit, chi, matching, postcodes
 from services.access import incident_scope
+from services.canonical import sorted_json
 from services.config import Settings
 from services.db import (
     execute_direct,
@@ -60,19 +60,19 @@ RETRY = "the incident could not be recorded because of concurrent changes; retry
 
 
 def canonical_hash(value: Any) -> str:
-    """SHA-256 of a canonical JSON rendering (sorted keys, no whitespace, UTC timestamps)."""
+    """SHA-256 of a canonical JSON rendering (sorted keys, no whitespace, non-ASCII kept,
+    UTC timestamps): services.canonical, byte for byte what it has always been."""
+    return hashlib.sha256(
+        sorted_json(value, default=_canonical_default, ensure_ascii=False)
+    ).hexdigest()
 
-    def default(obj: Any) -> Any:
-        if isinstance(obj, datetime):
-            return obj.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        if isinstance(obj, date):
-            return obj.isoformat()
-        raise TypeError(type(obj).__name__)
 
-    raw = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), default=default, ensure_ascii=False
-    )
-    return hashlib.sha256(raw.encode()).hexdigest()
+def _canonical_default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return obj.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(obj, date):
+        return obj.isoformat()
+    raise TypeError(type(obj).__name__)
 
 
 @dataclass
