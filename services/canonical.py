@@ -32,7 +32,9 @@ _INT_LIMIT = 2**63  # orjson writes -2**63 .. 2**64 - 1; the bound is kept symme
 
 def sorted_json(value: Any, *, default: Callable[[Any], Any] | None, ensure_ascii: bool) -> bytes:
     """``json.dumps(value, sort_keys=True, separators=(",", ":"), default=default,
-    ensure_ascii=ensure_ascii)``, encoded as UTF-8."""
+    ensure_ascii=ensure_ascii)``, encoded as UTF-8. ``default`` must return a string (both
+    callers' do: a datetime's or a date's text, ``str``): orjson writes what it returns
+    without looking at it again."""
     try:
         plain = is_plain(value)
     except RecursionError:  # nested deeper than this walk goes: json.dumps decides
