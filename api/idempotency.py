@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from api.responses import RenderedJSON
 from services import idempotency as idem
+from services.canonical import canonical_hash
 from services.config import Settings
-from services.intake import canonical_hash
 from services.principal import Principal
 
 HEADER = "Idempotency-Key"

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from models.audit import AuditChainLink, AuditEntry
 from models.base import new_id
-from services.canonical import sorted_json
+from services.canonical import sorted_json, utc_text
 from services.db import before_commit_writes, insert_rows_at_commit
 from services.principal import Principal
 
@@ -143,7 +143,7 @@ def discard_pending(session: Session) -> None:
 def _canonical(values: dict[str, Any], **extra: Any) -> bytes:
     at = values["at"]
     if isinstance(at, datetime):
-        at = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        at = utc_text(at)
     return sorted_json(
         {
             "id": values["id"],

@@ -1,5 +1,5 @@
 """Canonical JSON: the bytes the stored hashes are made of - a request's and an incident's
-hash (services.intake.canonical_hash) and an audit entry's content hash (services.audit).
+hash (:func:`canonical_hash`) and an audit entry's content hash (services.audit).
 
 The canonical form is ``json.dumps(value, sort_keys=True, separators=(",", ":"), ...)``,
 and it stays that, byte for byte: one changed byte changes every hash made from then on, so
@@ -19,15 +19,36 @@ found the DEL).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 _INT_LIMIT = 2**63  # orjson writes -2**63 .. 2**64 - 1; the bound is kept symmetric
+
+
+def canonical_hash(value: Any) -> str:
+    """SHA-256 of a canonical JSON rendering (sorted keys, no whitespace, non-ASCII kept,
+    UTC timestamps), byte for byte what it has always been."""
+    return hashlib.sha256(sorted_json(value, default=dates_as_text, ensure_ascii=False)).hexdigest()
+
+
+def utc_text(value: datetime) -> str:
+    """A timestamp as the canonical forms write it: UTC, microseconds, ``Z``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dates_as_text(obj: Any) -> str:
+    """:func:`canonical_hash`'s ``default``: datetimes (:func:`utc_text`) and dates as text."""
+    if isinstance(obj, datetime):
+        return utc_text(obj)
+    if isinstance(obj, date):
+        return obj.isoformat()
+    raise TypeError(type(obj).__name__)
 
 
 def sorted_json(value: Any, *, default: Callable[[Any], Any] | None, ensure_ascii: bool) -> bytes:

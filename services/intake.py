@@ -7,7 +7,6 @@ commits. Access rules come from services.access (a record outside reach is NotFo
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,7 +23,7 @@ from models.incident import Incident, IncidentSubstance
 from models.person import Person, PossibleDuplicate
 from services import audit, chi, matching, postcodes
 from services.access import incident_scope
-from services.canonical import sorted_json
+from services.canonical import canonical_hash
 from services.config import Settings
 from services.db import (
     execute_direct,
@@ -57,22 +56,6 @@ def check_cursor(cursor: str | None, *types: type) -> None:
 
 
 RETRY = "the incident could not be recorded because of concurrent changes; retry"
-
-
-def canonical_hash(value: Any) -> str:
-    """SHA-256 of a canonical JSON rendering (sorted keys, no whitespace, non-ASCII kept,
-    UTC timestamps): services.canonical, byte for byte what it has always been."""
-    return hashlib.sha256(
-        sorted_json(value, default=_canonical_default, ensure_ascii=False)
-    ).hexdigest()
-
-
-def _canonical_default(obj: Any) -> Any:
-    if isinstance(obj, datetime):
-        return obj.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if isinstance(obj, date):
-        return obj.isoformat()
-    raise TypeError(type(obj).__name__)
 
 
 @dataclass

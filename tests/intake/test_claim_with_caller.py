@@ -14,8 +14,8 @@ from models.api_client import ApiClient
 from models.idempotency import IdempotencyRecord
 from models.incident import Incident
 from services import auth, idempotency
+from services.canonical import canonical_hash
 from services.db import make_session_factory
-from services.intake import canonical_hash
 from tests.conftest import assert_problem, postgres_only
 from tests.intake.conftest import count
 

@@ -76,7 +76,7 @@ def _hash(data):
     from fastapi.encoders import jsonable_encoder
 
     from api.schemas.incidents import IncidentCreate
-    from services.intake import canonical_hash
+    from services.canonical import canonical_hash
 
     model = IncidentCreate.model_validate(data)
     return canonical_hash(

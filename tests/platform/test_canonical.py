@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services import audit, canonical
-from services.intake import _canonical_default, canonical_hash
+from services.canonical import canonical_hash, dates_as_text
 
 
 def reference(value, *, default, ensure_ascii: bool) -> bytes:
@@ -68,7 +68,7 @@ def outcome(make):
 @settings(max_examples=500, deadline=None)
 @given(values, st.booleans())
 def test_sorted_json_is_json_dumps_byte_for_byte(value, ensure_ascii):
-    for default in (_canonical_default, str):
+    for default in (dates_as_text, str):
         assert outcome(
             lambda d=default: canonical.sorted_json(value, default=d, ensure_ascii=ensure_ascii)
         ) == outcome(lambda d=default: reference(value, default=d, ensure_ascii=ensure_ascii))
@@ -91,7 +91,7 @@ def test_the_fast_encoder_is_what_writes_an_intakes_values(monkeypatch):
         raise AssertionError("json.dumps was called")
 
     monkeypatch.setattr(canonical.json, "dumps", refuse)
-    assert canonical.sorted_json(value, default=_canonical_default, ensure_ascii=False)
+    assert canonical.sorted_json(value, default=dates_as_text, ensure_ascii=False)
     ascii_only = {"id": "e1", "details": {"incident_id": "i1"}}
     assert canonical.sorted_json(ascii_only, default=str, ensure_ascii=True)
 
