@@ -90,16 +90,20 @@ def period(settings: Settings, start: date, end: date) -> Period:
     return Period(start, end, lo, hi)
 
 
+# PostgreSQL: date_part, not EXTRACT. Since PostgreSQL 14 EXTRACT returns numeric, and
+# numeric arithmetic, comparisons and sorts over a year's 100 k incidents cost about a fifth
+# of the summary's time (BENCHMARKS.md, fifteenth round); date_part's double precision is
+# exact for these values (whole years; seconds of an interval to the microsecond).
 def _hours(dialect: str, later, earlier):
     if dialect == "postgresql":
-        return func.extract("epoch", later - earlier) / 3600.0
+        return func.date_part("epoch", later - earlier) / 3600.0
     return (func.julianday(later) - func.julianday(earlier)) * 24.0
 
 
 def _age(dialect: str, occurred_at, dob):
     if dialect == "postgresql":
         o = func.timezone("UTC", occurred_at)
-        years = cast(func.extract("year", o), Integer) - cast(func.extract("year", dob), Integer)
+        years = func.date_part("year", o) - func.date_part("year", dob)
         # Month and day compared as month * 100 + day (the order of "MM-DD"; no strings).
         o_day = func.date_part("month", o) * 100 + func.date_part("day", o)
         dob_day = func.date_part("month", dob) * 100 + func.date_part("day", dob)
@@ -309,9 +313,16 @@ def compute(session: Session, *, settings: Settings, now: datetime, start: date,
         median = session.execute(select(func.avg(middle.subquery().c.h))).scalar_one()
 
     # Incidents naming each substance (an incident may list one twice: distinct pairs). Each
-    # substance row carries its incident's occurred_at (triggers, migration 0002).
+    # substance row carries its incident's occurred_at (triggers, migration 0002), so an
+    # incident's rows are neighbours in the (occurred_at, incident_id, substance) index this
+    # reads: distinct on all three is distinct on the pair, and needs no hash table of the
+    # period's pairs (PostgreSQL drops the repeats as the ordered rows stream past).
     pairs = (
-        select(IncidentSubstance.incident_id, IncidentSubstance.substance)
+        select(
+            IncidentSubstance.occurred_at,
+            IncidentSubstance.incident_id,
+            IncidentSubstance.substance,
+        )
         .where(IncidentSubstance.occurred_at >= p.lo, IncidentSubstance.occurred_at < p.hi)
         .distinct()
         .subquery()
