@@ -28,6 +28,12 @@ BIG_TABLES = (
     "idempotency_keys",
 )
 _SEQ = re.compile(r"Seq Scan on (\w+)")
+# A data-modifying part of a statement (an INSERT, UPDATE or DELETE anywhere in it, e.g. in a
+# WITH part): words followed by what only those statements have, so that a column such as
+# updated_at or a name such as "delete" never counts.
+_WRITES = re.compile(
+    r"\b(INSERT\s+INTO|UPDATE\s+[\w.\"]+(\s+(AS\s+)?\w+)?\s+SET|DELETE\s+FROM)\b", re.IGNORECASE
+)
 _PARALLEL_SEQ = re.compile(r"Parallel Seq Scan on (\w+)")
 
 
@@ -50,6 +56,17 @@ class Recorder:
         finally:
             self.on = False
         return list(self.statements)
+
+
+def is_write_statement(statement: str) -> bool:
+    """Whether the statement writes: an INSERT, UPDATE or DELETE, or a WITH statement with
+    one of those in it. A WITH statement that only reads (the summary report's) is a read:
+    before, every WITH statement counted as a write, so the report's main statement was
+    never explained in ``make bench``'s read plans."""
+    head = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+    if head in ("INSERT", "UPDATE", "DELETE"):
+        return True
+    return head == "WITH" and _WRITES.search(statement) is not None
 
 
 def explain(
@@ -77,7 +94,7 @@ def explain(
                 continue
             if "pg_advisory" in statement or "alembic_version" in statement:
                 continue
-            is_write = head in ("INSERT", "UPDATE", "DELETE", "WITH") and head != "SELECT"
+            is_write = is_write_statement(statement)
             if is_write and not include_writes:
                 continue
             cur = dbapi.cursor()
