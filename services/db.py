@@ -10,7 +10,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, exc, insert
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    exc,
+    insert,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
@@ -589,3 +599,25 @@ def in_batches(values: list[Any], size: int | None = None) -> list[list[Any]]:
     an empty list)."""
     size = size or IN_BATCH
     return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def among(dialect: str, column: Any, values: list[Any]) -> Any:
+    """The condition ``column IN (values)`` for a list of values known only at run time (the
+    ids a page or an agenda names). On PostgreSQL it is ``column = ANY(:values)``, one array
+    parameter, so the statement's text is the same whatever the list's length: the driver
+    converts it once and PostgreSQL prepares its plan after a few uses. An ``IN`` list is
+    rendered with a placeholder per value on every execution, and with a hundred ids it is
+    new text each time and too long for psycopg's statement cache: converting and planning it
+    anew was a fifth of the agenda's CPU (BENCHMARKS.md, fifteenth round). Elsewhere
+    (SQLite) an ordinary ``IN`` list; use :func:`among_batches` for the lists."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def among_batches(dialect: str, values: list[Any]) -> list[list[Any]]:
+    """The lists to give :func:`among`: all the values at once on PostgreSQL (an array is one
+    parameter, whatever its length), else :func:`in_batches`."""
+    if dialect == "postgresql":
+        return [values] if values else []
+    return in_batches(values)

@@ -26,8 +26,9 @@ from services.access import incident_scope
 from services.canonical import canonical_hash
 from services.config import Settings
 from services.db import (
+    among,
+    among_batches,
     execute_direct,
-    in_batches,
     insert_for,
     insert_rows,
     insert_unless_conflict,
@@ -515,10 +516,11 @@ def substances_for(session: Session, incident_ids: Iterable[str]) -> dict[str, l
     out: dict[str, list[str]] = {i: [] for i in ids}
     if not ids:
         return out
-    for batch in in_batches(ids):
+    dialect = session.get_bind().dialect.name
+    for batch in among_batches(dialect, ids):
         rows = session.execute(
             select(IncidentSubstance.incident_id, IncidentSubstance.substance)
-            .where(IncidentSubstance.incident_id.in_(batch))
+            .where(among(dialect, IncidentSubstance.incident_id, batch))
             .order_by(IncidentSubstance.incident_id, IncidentSubstance.position)
         )
         for incident_id, substance in rows:

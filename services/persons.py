@@ -18,6 +18,7 @@ from models.person import Person, PossibleDuplicate
 from models.safety_plan import SafetyPlanAction, SafetyPlanVersion
 from services import audit, matching
 from services.access import incident_scope, person_scope
+from services.db import among
 from services.errors import Invalid, NotFound
 from services.intake import check_cursor, usable_id
 from services.pagination import Page, keyset_page
@@ -66,11 +67,12 @@ def possible_duplicates(
     out: dict[str, list[dict[str, str]]] = {p: [] for p in person_ids}
     if not person_ids:
         return out
+    dialect = session.get_bind().dialect.name
     rows = session.execute(
         select(PossibleDuplicate).where(
             or_(
-                PossibleDuplicate.person_id.in_(person_ids),
-                PossibleDuplicate.candidate_id.in_(person_ids),
+                among(dialect, PossibleDuplicate.person_id, person_ids),
+                among(dialect, PossibleDuplicate.candidate_id, person_ids),
             ),
             PossibleDuplicate.dismissed_at.is_(None),
         )
@@ -79,7 +81,9 @@ def possible_duplicates(
     others = {p.candidate_id for p in pairs} | {p.person_id for p in pairs}
     live = set(
         session.execute(
-            select(Person.id).where(Person.id.in_(others), person_scope(principal))
+            select(Person.id).where(
+                among(dialect, Person.id, list(others)), person_scope(principal)
+            )
         ).scalars()
     )
     for pair in sorted(pairs, key=lambda p: (p.created_at, p.id)):
@@ -142,7 +146,10 @@ def incident_counts(
         return out
     rows = session.execute(
         select(Incident.person_id, func.count())
-        .where(Incident.person_id.in_(person_ids), incident_scope(principal))
+        .where(
+            among(session.get_bind().dialect.name, Incident.person_id, person_ids),
+            incident_scope(principal),
+        )
         .group_by(Incident.person_id)
     )
     for pid, n in rows:
