@@ -608,7 +608,7 @@ def among(dialect: str, column: Any, values: list[Any]) -> Any:
     converts it once and PostgreSQL prepares its plan after a few uses. An ``IN`` list is
     rendered with a placeholder per value on every execution, and with a hundred ids it is
     new text each time and too long for psycopg's statement cache: converting and planning it
-    anew was a fifth of the agenda's CPU (BENCHMARKS.md, fifteenth round). Elsewhere
+    anew was 15 % of the agenda's instructions (BENCHMARKS.md, fifteenth round). Elsewhere
     (SQLite) an ordinary ``IN`` list; use :func:`among_batches` for the lists."""
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
