@@ -53,6 +53,7 @@ from bench.common import (
     ROOT,
     bench_url,
     libpq,
+    speed_probe,
     summary_ms,
     with_database,
 )
@@ -1015,6 +1016,15 @@ def goal(value, op: str, target) -> str:
     return "met" if ok else "NOT met"
 
 
+def _probes(probes: dict) -> str:
+    return (
+        ", ".join(
+            f"{step} {p.get('python_ms')} / {p.get('postgres_ms')}" for step, p in probes.items()
+        )
+        or "none"
+    )
+
+
 def render_md(res: dict) -> str:
     r = res.get("results", {})
     lines = [
@@ -1024,8 +1034,11 @@ def render_md(res: dict) -> str:
         f"earlier runs kept for the other steps: {res.get('earlier_runs', [])}) "
         f"on {res['machine']['cpus']} CPUs "
         f"({res['machine']['platform']}), commit {res['commit']}. Load average (1 min) when each "
-        f"step began: {res.get('load_average_at_step_start')} (read the absolute figures with it; "
-        "each ratio was measured side by side, back to back). "
+        f"step began: {res.get('load_average_at_step_start')}; the machine's speed then (a fixed "
+        "Python loop and a fixed PostgreSQL query, best of 3, ms; lower is faster; "
+        f"bench.common.speed_probe): {_probes(res.get('speed_probe_at_step_start', {}))} "
+        "(read the absolute figures with them; each ratio was measured side by side, back to "
+        "back). "
         "Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
         "",
         "Reproduce: `make bench` (see BENCHMARKS.md for the knobs). Raw figures: results.json.",
@@ -1289,6 +1302,7 @@ def main() -> int:
             prev = json.load(open(previous))
             res["results"] = prev.get("results", {})
             res["load_average_at_step_start"] = prev.get("load_average_at_step_start", {})
+            res["speed_probe_at_step_start"] = prev.get("speed_probe_at_step_start", {})
             res["earlier_runs"] = prev.get("earlier_runs", []) + [
                 {
                     "started": prev.get("started"),
@@ -1305,6 +1319,12 @@ def main() -> int:
             return None
         log(f"step {step} ... (load average {os.getloadavg()[0]:.1f})")
         res.setdefault("load_average_at_step_start", {})[step] = round(os.getloadavg()[0], 2)
+        try:
+            # The server's own database: the bench's may not exist yet.
+            probe = speed_probe(with_database(bench_url(), "postgres"))
+        except Exception as exc:  # noqa: BLE001 - a probe never stops the bench
+            probe = {"error": type(exc).__name__}
+        res.setdefault("speed_probe_at_step_start", {})[step] = probe
         t = time.perf_counter()
         try:
             value = fn(*args)

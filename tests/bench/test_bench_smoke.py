@@ -100,3 +100,12 @@ def test_wrk_bodies_are_valid_notifications_each_with_its_own_key_and_source_ref
         keys.add(key)
         refs.add(parsed.source_ref)
     assert len(keys) == len(refs) == 300
+
+
+@postgres_only
+def test_the_speed_probe_times_python_and_postgresql():
+    from bench.common import speed_probe
+
+    probe = speed_probe(PG_URL, runs=2)
+    assert set(probe) == {"python_ms", "postgres_ms"}
+    assert probe["python_ms"] > 0 and probe["postgres_ms"] > 0
