@@ -52,6 +52,7 @@ from bench.common import (
     PYTHON,
     ROOT,
     bench_url,
+    flush_writes,
     libpq,
     speed_probe,
     summary_ms,
@@ -1038,7 +1039,8 @@ def render_md(res: dict) -> str:
         "Python loop and a fixed PostgreSQL query, best of 3, ms; lower is faster; "
         f"bench.common.speed_probe): {_probes(res.get('speed_probe_at_step_start', {}))} "
         "(read the absolute figures with them; each ratio was measured side by side, back to "
-        "back). "
+        "back). Before the reads the load was written out (CHECKPOINT, sync, the page cache's "
+        f"write-back waited for; bench.common.flush_writes): {res.get('flushed_after_load')}. "
         "Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
         "",
         "Reproduce: `make bench` (see BENCHMARKS.md for the knobs). Raw figures: results.json.",
@@ -1303,6 +1305,7 @@ def main() -> int:
             res["results"] = prev.get("results", {})
             res["load_average_at_step_start"] = prev.get("load_average_at_step_start", {})
             res["speed_probe_at_step_start"] = prev.get("speed_probe_at_step_start", {})
+            res["flushed_after_load"] = prev.get("flushed_after_load")
             res["earlier_runs"] = prev.get("earlier_runs", []) + [
                 {
                     "started": prev.get("started"),
@@ -1346,11 +1349,19 @@ def main() -> int:
         big = res["results"].get("generate")
         small = res["results"].get("generate_small")
     if big and small:
-        if wanted("generate") and SETTLE:
+        if wanted("generate"):
             # The load just written (WAL, checkpoint, the page cache's write-back) is not
-            # what the reads should be timed against: give the machine a moment.
-            log(f"settling for {SETTLE:g} s after the load")
-            time.sleep(SETTLE)
+            # what the reads should be timed against: write it out, then give the machine a
+            # moment.
+            try:
+                flushed = flush_writes(with_database(big_url, "postgres"))
+            except Exception as exc:  # noqa: BLE001 - never stops the bench; said in the log
+                flushed = {"error": type(exc).__name__}
+            res["flushed_after_load"] = flushed
+            log(f"wrote out the load: {flushed}")
+            if SETTLE:
+                log(f"settling for {SETTLE:g} s after the load")
+                time.sleep(SETTLE)
         run("reads", step_reads, big_url, small_url, big, small)
         run("explain", step_explain, big_url, big)
         run("sweep", step_sweep, big_url, big)

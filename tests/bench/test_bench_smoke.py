@@ -109,3 +109,12 @@ def test_the_speed_probe_times_python_and_postgresql():
     probe = speed_probe(PG_URL, runs=2)
     assert set(probe) == {"python_ms", "postgres_ms"}
     assert probe["python_ms"] > 0 and probe["postgres_ms"] > 0
+
+
+@postgres_only
+def test_the_load_is_written_out_before_anything_is_timed():
+    from bench.common import flush_writes
+
+    flushed = flush_writes(PG_URL, timeout=5)
+    assert set(flushed) == {"seconds", "dirty_mb_before", "dirty_mb_after"}
+    assert 0 <= flushed["seconds"] <= 30
