@@ -137,9 +137,11 @@ def flush_writes(url: str, *, below_mb: float = 64, timeout: float = 180) -> dic
     """Write out what a bulk load left behind before anything is timed: a CHECKPOINT (the
     server's dirty buffers), then the kernel's dirty pages (``os.sync``), then wait until the
     page cache's dirty and write-back pages are under ``below_mb`` (or ``timeout``). Reads
-    that commit (every audited read flushes the WAL) otherwise wait behind the load's
-    write-back: the agenda's p50 was 40 ms right after generating and 24 ms minutes later, on
-    the same data and code (BENCHMARKS.md, fifteenth round). Returns what it took."""
+    that commit (every audited read flushes the WAL) would otherwise wait behind the load's
+    write-back. Added when the agenda's p50 was 40 ms right after generating and 24 ms
+    minutes later on the same data and code; the next run found nothing left to write, so
+    that was not the cause there (BENCHMARKS.md, fifteenth round), but it rules the
+    write-back out of every run. Returns what it took."""
     started = time.perf_counter()
     dirty_before = _dirty_mb()
     with psycopg.connect(libpq(url), autocommit=True) as conn:
