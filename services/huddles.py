@@ -130,7 +130,8 @@ def _build_items(
     cutoff = cal.cutoff_at(day)
     next_cutoff = cal.cutoff_at(cal.next_working_day(day))
     where = and_(condition, incident_scope(principal))
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         # Plans for this day's dates, for this transaction only: once the driver prepares
         # these statements (from their sixth run on a connection) PostgreSQL would settle on
         # a generic plan, which for the 30- and 365-day counts below reads the whole year's
@@ -159,7 +160,6 @@ def _build_items(
 
     # 3. People with the current safety plan's risk level.
     people: dict[str, tuple[Row, str | None]] = {}
-    dialect = session.get_bind().dialect.name
     for batch in among_batches(dialect, person_ids):
         for person in session.execute(
             select(
