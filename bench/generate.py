@@ -61,6 +61,7 @@ from bench.common import (
     libpq,
     recreate_database,
 )
+from services import reports
 
 TZ = ZoneInfo("Europe/London")
 RECENT_DAYS = 14
@@ -799,6 +800,8 @@ def generate(
             if chi and rng.random() < 0.7:
                 submitted["chi"] = chi
             submitted_json = json.dumps(submitted, separators=(",", ":"))
+            # The report's copies (migration 0008; its trigger is off while loading).
+            person_sex, person_age = sex, reports.age_at(occurred, dob)
             last = person_last.get(owner)
             if last is None or occurred > last:
                 person_last[owner] = occurred
@@ -806,6 +809,7 @@ def generate(
             pid = None
             d = district()
             submitted_json = None
+            person_sex = person_age = None
         pc = postcode(d)
         nalox = rng.random() < 0.6
         ref = f"BENCH-{next(ref_counter):08d}"
@@ -864,6 +868,8 @@ def generate(
             hospital,
             submitted_json,
             pid,
+            person_sex,
+            person_age,
             None,
             status,
             first_contact,
@@ -929,6 +935,8 @@ def generate(
                 "hospital",
                 "person_submitted",
                 "person_id",
+                "person_sex",
+                "person_age",
                 "notes",
                 "fu_status",
                 "first_contact_at",

@@ -17,8 +17,9 @@ periods as JSON; ``compare`` reports every field that differs; ``check`` compute
 implementations on one REPEATABLE READ snapshot (other writers may be loading the shared
 database meanwhile) and reports every field that differs; ``trigger-cost`` shows what the
 occurred_at-copy trigger (migration 0002) adds to each inserted substance row (ingest), next
-to the foreign-key check's trigger, from EXPLAIN ANALYZE of 20,000-row INSERTs in a scratch
-database on the same server (created and dropped).
+to the foreign-key check's trigger, and what the person copies' trigger (migration 0008) adds
+to each inserted incident with a person, next to the person foreign key's check, from EXPLAIN
+ANALYZE of 20,000-row INSERTs in a scratch database on the same server (created and dropped).
 """
 
 from __future__ import annotations
@@ -116,6 +117,30 @@ def trigger_cost() -> None:
                         "EXPLAIN (ANALYZE) INSERT INTO incident_substances"
                         " (incident_id, position, substance)"
                         f" SELECT 'i' || g, {position}, 'heroin' FROM generate_series(1, 20000) g"
+                    )
+                ).scalars()
+                print([line for line in plan if "Trigger" in line or "Execution" in line])
+        # The person copies' trigger (migration 0008) on each inserted incident with a person,
+        # next to the person foreign key's check: 20,000 incidents for 20,000 people.
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO persons (id, sex, date_of_birth, created_at, updated_at)"
+                    " SELECT 'p' || g, 'male', date '1980-01-01' + g % 9000, now(), now()"
+                    " FROM generate_series(1, 20000) g"
+                )
+            )
+            conn.execute(text("ANALYZE persons"))
+        for round_ in range(3):
+            with engine.begin() as conn:
+                plan = conn.execute(
+                    text(
+                        "EXPLAIN (ANALYZE) INSERT INTO incidents (id, source_agency_id,"
+                        " created_by_type, created_by_id, occurred_at, reported_at,"
+                        " contact_due_at, fu_status, created_at, updated_at, person_id)"
+                        f" SELECT 'j{round_}-' || g, 'a', 'user', 'u', now(), now(), now(),"
+                        " 'awaiting_contact', now(), now(), 'p' || g"
+                        " FROM generate_series(1, 20000) g"
                     )
                 ).scalars()
                 print([line for line in plan if "Trigger" in line or "Execution" in line])

@@ -44,6 +44,8 @@ class Incident(Base):
             "within_window",
             "first_contact_at",
             "contact_due_at",
+            "person_sex",
+            "person_age",
         ),
         # Incident lists page newest first on (occurred_at, id): filtered by follow-up status
         # (and overdue, which is awaiting_contact) or by assigned agency (also the outreach
@@ -113,6 +115,15 @@ class Incident(Base):
     # The person block exactly as the partner submitted it (returned on read).
     person_submitted: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     person_id: Mapped[str | None] = mapped_column(ForeignKey("persons.id"))
+    # Copies of the person's sex and of their age at the overdose (whole years to its UTC
+    # date; null without a person or a date of birth), for the summary report: banding a
+    # year's incidents by them then needs no join to every person. Kept by the database
+    # (migration 0008): an incident takes them from its person when inserted or moved to
+    # another person or date, and a person's corrected sex or date of birth is copied to all
+    # of their incidents. A writer gives them only for a person not yet visible to the
+    # database's look-up (intake's new person, written in the incident's own statement).
+    person_sex: Mapped[str | None] = mapped_column(String(10))
+    person_age: Mapped[int | None]
     notes: Mapped[str | None] = mapped_column(Text)
 
     # Follow-up

@@ -21,7 +21,7 @@ from models.agency import Agency
 from models.base import new_id
 from models.incident import Incident, IncidentSubstance
 from models.person import Person, PossibleDuplicate
-from services import audit, chi, matching, postcodes
+from services import audit, chi, matching, postcodes, reports
 from services.access import incident_scope
 from services.canonical import canonical_hash
 from services.config import Settings
@@ -320,6 +320,7 @@ def _insert(
         found = matching.match(session, norm.person, now=now)
     v = norm.values
     location = v.get("location") or {}
+    new_person = found.new_person if found is not None and found.created else None
     values = {
         "id": new_id(),
         "source_agency_id": source_agency_id,
@@ -338,6 +339,12 @@ def _insert(
         "hospital": v.get("hospital"),
         "person_submitted": norm.person_submitted,
         "person_id": found.person_id if found else None,
+        # The database copies these from the person (migration 0008); a new person is not
+        # yet visible to its look-up on PostgreSQL (written in the incident's statement).
+        "person_sex": new_person["sex"] if new_person else None,
+        "person_age": (
+            reports.age_at(norm.occurred_at, new_person["date_of_birth"]) if new_person else None
+        ),
         "notes": v.get("notes"),
         "fu_status": "awaiting_contact",
         # An outreach worker who records an overdose holds its follow-up (and can read it

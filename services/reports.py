@@ -16,7 +16,8 @@ clock changes are handled). Every figure is about the period's incidents:
 - ``naloxone_supplied``: contact attempts on the period's incidents recording the action
   ``naloxone_supplied``; ``referrals``: referral codes recorded on them, total and by code.
 - Breakdowns of the incidents: ``by_source`` (source agency name), ``by_sex`` (the person's,
-  ``unknown`` when not identified), ``by_age_band`` (age at the overdose, on its UTC date),
+  ``unknown`` when not identified), ``by_age_band`` (age at the overdose, on its UTC date:
+  :func:`age_at`; both read from the incident's copies of its person's, migration 0008),
   ``by_substance`` (incidents naming each substance; an incident may name several),
   ``by_postcode_district`` (``unknown`` when no postcode).
 
@@ -32,7 +33,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Float,
-    Integer,
     String,
     and_,
     case,
@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 from models.agency import Agency
 from models.contact import REFERRALS, ContactCode
 from models.incident import Incident, IncidentSubstance
-from models.person import SEXES, Person
+from models.person import SEXES
 from services import audit
 from services.config import Settings
 from services.errors import Forbidden, Invalid
@@ -100,20 +100,14 @@ def _hours(dialect: str, later, earlier):
     return (func.julianday(later) - func.julianday(earlier)) * 24.0
 
 
-def _age(dialect: str, occurred_at, dob):
-    if dialect == "postgresql":
-        o = func.timezone("UTC", occurred_at)
-        years = func.date_part("year", o) - func.date_part("year", dob)
-        # Month and day compared as month * 100 + day (the order of "MM-DD"; no strings).
-        o_day = func.date_part("month", o) * 100 + func.date_part("day", o)
-        dob_day = func.date_part("month", dob) * 100 + func.date_part("day", dob)
-        before = o_day < dob_day
-    else:
-        years = cast(func.strftime("%Y", occurred_at), Integer) - cast(
-            func.strftime("%Y", dob), Integer
-        )
-        before = func.strftime("%m-%d", occurred_at) < func.strftime("%m-%d", dob)
-    return years - case((before, 1), else_=0)
+def age_at(occurred_at: datetime, dob: date | None) -> int | None:
+    """Age at an overdose: whole years from the date of birth to the UTC date of
+    ``occurred_at`` (None without a date of birth). The same rule as the database's copy on
+    each incident (migration 0008), which the report bands."""
+    if dob is None:
+        return None
+    on = occurred_at.astimezone(UTC).date()
+    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
 
 
 def _age_band(age: int | None) -> str:
@@ -155,6 +149,8 @@ def compute(session: Session, *, settings: Settings, now: datetime, start: date,
         i.contact_due_at,
         i.within_window,
         i.fu_status,
+        i.person_sex,
+        i.person_age,
     ).where(in_period)
     period_cte = period_incidents.cte("period_incidents")
     if dialect == "postgresql":
@@ -227,23 +223,22 @@ def compute(session: Session, *, settings: Settings, now: datetime, start: date,
         .join(Agency, Agency.id == pi.source_agency_id)
         .group_by(Agency.name, district)
     )
-    sex = func.coalesce(Person.sex, literal("unknown"))
-    # Grouped by the age itself (computed once a row; null without a date of birth), banded
-    # in Python.
-    age = _age(dialect, pi.occurred_at, Person.date_of_birth)
+    # Sex and age at the overdose are the incident's own copies of its person's (kept by
+    # the database, migration 0008): no join of the period's incidents to every person.
+    # Grouped by the age itself (null without a date of birth), banded in Python.
+    sex = func.coalesce(pi.person_sex, literal("unknown"))
     sex_age = (
         select(
             *branch(
                 "sex",
                 cast(sex, String),
                 none_text,
-                cast(age, BigInteger),
+                cast(pi.person_age, BigInteger),
                 [cast(func.count(), BigInteger)],
             )
         )
         .select_from(period_cte)
-        .outerjoin(Person, Person.id == pi.person_id)
-        .group_by(sex, age)
+        .group_by(sex, pi.person_age)
     )
     hours = _hours(dialect, pi.first_contact_at, pi.occurred_at)
     branches = [totals, source_district, sex_age]

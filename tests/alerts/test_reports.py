@@ -14,8 +14,7 @@ from sqlalchemy import literal, select
 
 from models.audit import AuditEntry
 from models.incident import Incident
-from models.person import Person
-from services.reports import SECONDARY, SMALL, _age, _age_band, _hours, _suppress_cells
+from services.reports import SECONDARY, SMALL, _hours, _suppress_cells
 from tests.conftest import assert_problem
 
 H = timedelta(hours=1)
@@ -489,7 +488,8 @@ def test_the_migration_fills_the_copies_of_existing_rows(fresh_url):
     assert (copied, codes) == (2, 2)
 
 
-# The report's date arithmetic, in SQL on the database under test, against Python's.
+# The report's hours arithmetic, in SQL on the database under test, against Python's (the
+# age at the overdose is the incident's copy: tests/intake/test_report_copies.py).
 _MOMENTS = st.datetimes(
     min_value=datetime(1990, 1, 1), max_value=datetime(2199, 12, 31, 23, 59, 59, 999999)
 ).map(lambda d: d.replace(tzinfo=UTC))
@@ -498,22 +498,6 @@ _MOMENTS = st.datetimes(
 def _sql_value(engine, expression):
     with engine.connect() as conn:
         return conn.execute(select(expression)).scalar_one()
-
-
-@hsettings(max_examples=150, deadline=None)
-@given(
-    occurred=_MOMENTS,
-    dob=st.dates(min_value=date(1900, 1, 1), max_value=date(2199, 12, 31)),
-)
-def test_the_age_at_an_overdose_is_whole_years_to_its_utc_date(engine, occurred, dob):
-    # Birthdays on the day itself, on 29 February, and after the overdose (a slip) included.
-    occurred_type = Incident.__table__.c.occurred_at.type
-    dob_type = Person.__table__.c.date_of_birth.type
-    age = _age(engine.dialect.name, literal(occurred, occurred_type), literal(dob, dob_type))
-    on = occurred.date()
-    expected = on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
-    assert int(_sql_value(engine, age)) == expected
-    assert _age_band(int(_sql_value(engine, age))) == _age_band(expected)
 
 
 @hsettings(max_examples=100, deadline=None)
