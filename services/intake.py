@@ -12,8 +12,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, delete, func, insert, literal_column, select, true
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -516,6 +527,21 @@ class NewIncident:
 
 
 # --- reading ---------------------------------------------------------------------------
+
+
+def substances_column(dialect: str) -> ColumnElement[list[str] | None] | None:
+    """PostgreSQL: an incident's substances, in order, as one column of a query over
+    incidents (a subquery per row on the substances' primary key; null for none), so that a
+    list of incidents needs no second statement and no id list sent back; None elsewhere,
+    where :func:`substances_for` reads them."""
+    if dialect != "postgresql":
+        return None
+    s = IncidentSubstance
+    return (
+        select(func.array_agg(aggregate_order_by(s.substance, s.position)))
+        .where(s.incident_id == Incident.id)
+        .scalar_subquery()
+    )
 
 
 def substances_for(session: Session, incident_ids: Iterable[str]) -> dict[str, list[str]]:

@@ -279,6 +279,7 @@ def test_person_summary_counts_age_and_risk(client, clock, cast, data):
     assert items[noname]["person"]["name"] is None and items[noname]["person"]["age"] is None
     assert items[noname]["person"]["risk_level"] is None
     assert items[noname]["substances"] == ["heroin", "street benzodiazepine"]
+    assert items[main]["substances"] == [] and items[anon]["substances"] == []
     item = items[main]
     assert item["source_agency"] == {"id": src, "name": "Scottish Ambulance Service"}
     assert item["location"]["postcode"] == "DD3 7AA"
