@@ -547,6 +547,15 @@ def with_server_cpu(server: Server, drive) -> dict:
     return result
 
 
+def _flush_quietly(url: str) -> dict:
+    """:func:`bench.common.flush_writes` on the server of ``url``; an error is returned, never
+    raised (it must not stop the bench)."""
+    try:
+        return flush_writes(with_database(url, "postgres"))
+    except Exception as exc:  # noqa: BLE001 - said in the results instead
+        return {"error": type(exc).__name__}
+
+
 def step_ingest(big_url: str) -> dict:
     """Full-speed ingest (16 connections) and a fixed 100 req/s, baseline then API, from the
     httpx client; then wrk's full-speed runs, alternated between the two servers.
@@ -591,9 +600,15 @@ def step_ingest(big_url: str) -> dict:
                         *extra,
                     ),
                 )
+            # The full-speed runs just now left 100-160 MB to write back; the kernel writing
+            # it out during the paced run stalled commits (the baseline's p99 as much as the
+            # API's: BENCHMARKS.md, sixteenth round). The paced run measures latency at a
+            # steady 100 req/s, so it starts with that written out (and says so).
+            flushed = _flush_quietly(big_url)
             out[f"{kind}_rate100"] = load(
                 server.base, "--mode", "rate", "--rate", "100", "--seconds", secs, *common
             )
+            out[f"{kind}_rate100"]["flushed_before"] = flushed
         if wrk.available():
             out.update(wrk_alternated(servers, people_rows))
         else:
@@ -1162,6 +1177,17 @@ def render_md(res: dict) -> str:
             f"{q.get('latency', {}).get('p99_ms', '-')} ms ({q.get('statuses', '-')}) | "
             f"{ing.get(f'{kind}_peak_rss_mb') if label != 'api_keys' else '-'} MB |"
         )
+    flushes = {
+        kind: ing[f"{kind}_rate100"].get("flushed_before")
+        for kind in ("baseline", "api")
+        if f"{kind}_rate100" in ing
+    }
+    if any(flushes.values()):
+        lines += [
+            "",
+            "Before each 100 req/s run the full-speed runs' writes were written out "
+            f"(bench.common.flush_writes): {flushes}.",
+        ]
     if "baseline_wrk" in ing:
         lines += [
             "",
@@ -1353,10 +1379,7 @@ def main() -> int:
             # The load just written (WAL, checkpoint, the page cache's write-back) is not
             # what the reads should be timed against: write it out, then give the machine a
             # moment.
-            try:
-                flushed = flush_writes(with_database(big_url, "postgres"))
-            except Exception as exc:  # noqa: BLE001 - never stops the bench; said in the log
-                flushed = {"error": type(exc).__name__}
+            flushed = _flush_quietly(big_url)
             res["flushed_after_load"] = flushed
             log(f"wrote out the load: {flushed}")
             if SETTLE:
