@@ -110,16 +110,18 @@ def trigger_cost() -> None:
                 )
             )
             conn.execute(text("ANALYZE"))
-        for position in range(3):
+
+        def triggers(insert: str) -> None:
+            """EXPLAIN ANALYZE of the INSERT (committed): its triggers' lines and the total."""
             with engine.begin() as conn:
-                plan = conn.execute(
-                    text(
-                        "EXPLAIN (ANALYZE) INSERT INTO incident_substances"
-                        " (incident_id, position, substance)"
-                        f" SELECT 'i' || g, {position}, 'heroin' FROM generate_series(1, 20000) g"
-                    )
-                ).scalars()
+                plan = conn.execute(text(f"EXPLAIN (ANALYZE) {insert}")).scalars()
                 print([line for line in plan if "Trigger" in line or "Execution" in line])
+
+        for position in range(3):
+            triggers(
+                "INSERT INTO incident_substances (incident_id, position, substance)"
+                f" SELECT 'i' || g, {position}, 'heroin' FROM generate_series(1, 20000) g"
+            )
         # The person copies' trigger (migration 0008) on each inserted incident with a person,
         # next to the person foreign key's check: 20,000 incidents for 20,000 people.
         with engine.begin() as conn:
@@ -132,18 +134,12 @@ def trigger_cost() -> None:
             )
             conn.execute(text("ANALYZE persons"))
         for round_ in range(3):
-            with engine.begin() as conn:
-                plan = conn.execute(
-                    text(
-                        "EXPLAIN (ANALYZE) INSERT INTO incidents (id, source_agency_id,"
-                        " created_by_type, created_by_id, occurred_at, reported_at,"
-                        " contact_due_at, fu_status, created_at, updated_at, person_id)"
-                        f" SELECT 'j{round_}-' || g, 'a', 'user', 'u', now(), now(), now(),"
-                        " 'awaiting_contact', now(), now(), 'p' || g"
-                        " FROM generate_series(1, 20000) g"
-                    )
-                ).scalars()
-                print([line for line in plan if "Trigger" in line or "Execution" in line])
+            triggers(
+                "INSERT INTO incidents (id, source_agency_id, created_by_type, created_by_id,"
+                " occurred_at, reported_at, contact_due_at, fu_status, created_at, updated_at,"
+                f" person_id) SELECT 'j{round_}-' || g, 'a', 'user', 'u', now(), now(), now(),"
+                " 'awaiting_contact', now(), now(), 'p' || g FROM generate_series(1, 20000) g"
+            )
         engine.dispose()
     finally:
         with admin.connect() as conn:

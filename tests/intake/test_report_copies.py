@@ -164,67 +164,16 @@ def test_a_merge_fills_the_survivor_s_gaps_and_its_incidents_follow(
     assert held[keep["id"]][:2] == held[dup["id"]][:2] == expected
 
 
-# The age rule of the database's copies, against Python's, on the database under test.
-_MOMENTS = st.datetimes(
-    min_value=datetime(1990, 1, 1), max_value=datetime(2199, 12, 31, 23, 59, 59, 999999)
-).map(lambda d: d.replace(tzinfo=UTC))
-
-
-@hsettings(max_examples=120, deadline=None)
-@given(occurred=_MOMENTS, dob=st.dates(min_value=date(1900, 1, 1), max_value=date(2199, 12, 31)))
-def test_the_copied_age_is_whole_years_to_the_overdose_s_utc_date(engine, occurred, dob):
-    # Birthdays on the day itself, on 29 February, and after the overdose (a slip) included;
-    # checked on insert, on a change of the person's date of birth and of occurred_at.
-    on = occurred.date()
-    expected = on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
-    assert age_at(occurred, dob) == expected
-    later = occurred + timedelta(hours=20)
-    on = later.date()
-    expected_later = on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
-    with engine.connect() as conn, conn.begin() as tx:
-        agency, person, incident = new_id(), new_id(), new_id()
-        conn.execute(
-            text(
-                "INSERT INTO agencies (id, name, kind, created_at)"
-                " VALUES (:id, :name, 'statutory', :at)"
-            ),
-            {"id": agency, "name": f"Agency {agency}", "at": occurred},
-        )
-        conn.execute(
-            Person.__table__.insert().values(
-                id=person, date_of_birth=None, created_at=occurred, updated_at=occurred
-            )
-        )
-        conn.execute(
-            Incident.__table__.insert().values(
-                id=incident,
-                source_agency_id=agency,
-                created_by_type="user",
-                created_by_id=new_id(),
-                occurred_at=occurred,
-                reported_at=occurred,
-                contact_due_at=occurred,
-                person_id=person,
-                fu_status="awaiting_contact",
-                created_at=occurred,
-                updated_at=occurred,
-            )
-        )
-
-        def stored():
-            return conn.execute(
-                select(Incident.person_age).where(Incident.id == incident)
-            ).scalar_one()
-
-        assert stored() is None
-        conn.execute(Person.__table__.update().where(Person.id == person).values(date_of_birth=dob))
-        assert stored() == expected
-        assert _age_band(stored()) == _age_band(expected)
-        conn.execute(
-            Incident.__table__.update().where(Incident.id == incident).values(occurred_at=later)
-        )
-        assert stored() == expected_later
-        tx.rollback()
+def _agency(conn, at: datetime) -> str:
+    agency = new_id()
+    conn.execute(
+        text(
+            "INSERT INTO agencies (id, name, kind, created_at)"
+            " VALUES (:id, :name, 'statutory', :at)"
+        ),
+        {"id": agency, "name": f"Agency {agency}", "at": at},
+    )
+    return agency
 
 
 def _insert_incident(conn, agency: str, person: str, at: datetime) -> str:
@@ -245,6 +194,48 @@ def _insert_incident(conn, agency: str, person: str, at: datetime) -> str:
         )
     )
     return incident
+
+
+# The age rule of the database's copies, against Python's, on the database under test.
+_MOMENTS = st.datetimes(
+    min_value=datetime(1990, 1, 1), max_value=datetime(2199, 12, 31, 23, 59, 59, 999999)
+).map(lambda d: d.replace(tzinfo=UTC))
+
+
+@hsettings(max_examples=120, deadline=None)
+@given(occurred=_MOMENTS, dob=st.dates(min_value=date(1900, 1, 1), max_value=date(2199, 12, 31)))
+def test_the_copied_age_is_whole_years_to_the_overdose_s_utc_date(engine, occurred, dob):
+    # Birthdays on the day itself, on 29 February, and after the overdose (a slip) included;
+    # checked on insert, on a change of the person's date of birth and of occurred_at.
+    on = occurred.date()
+    expected = on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
+    assert age_at(occurred, dob) == expected
+    later = occurred + timedelta(hours=20)
+    on = later.date()
+    expected_later = on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
+    with engine.connect() as conn, conn.begin() as tx:
+        agency, person = _agency(conn, occurred), new_id()
+        conn.execute(
+            Person.__table__.insert().values(
+                id=person, date_of_birth=None, created_at=occurred, updated_at=occurred
+            )
+        )
+        incident = _insert_incident(conn, agency, person, occurred)
+
+        def stored():
+            return conn.execute(
+                select(Incident.person_age).where(Incident.id == incident)
+            ).scalar_one()
+
+        assert stored() is None
+        conn.execute(Person.__table__.update().where(Person.id == person).values(date_of_birth=dob))
+        assert stored() == expected
+        assert _age_band(stored()) == _age_band(expected)
+        conn.execute(
+            Incident.__table__.update().where(Incident.id == incident).values(occurred_at=later)
+        )
+        assert stored() == expected_later
+        tx.rollback()
 
 
 def _waiting_on_a_lock(watch, pid: int) -> bool:
@@ -270,14 +261,7 @@ def test_an_incident_and_its_person_s_new_birthday_written_at_once_never_miss_ea
     own = create_engine(db_url, isolation_level="READ COMMITTED")
     try:
         with own.connect() as setup, setup.begin():
-            agency, person = new_id(), new_id()
-            setup.execute(
-                text(
-                    "INSERT INTO agencies (id, name, kind, created_at)"
-                    " VALUES (:id, :name, 'statutory', :at)"
-                ),
-                {"id": agency, "name": f"Agency {agency}", "at": at},
-            )
+            agency, person = _agency(setup, at), new_id()
             setup.execute(Person.__table__.insert().values(id=person, created_at=at, updated_at=at))
         set_dob = Person.__table__.update().where(Person.id == person)
         for first in ("person", "incident"):
