@@ -25,6 +25,12 @@ another transaction changes its person's date of birth waits for that one and re
 value (without the lock the two would each miss the other: the insert would read the old
 value and the person's update would not see the uncommitted incident).
 
+Operations: on PostgreSQL the back-fill is one UPDATE of every incident with a person, in the
+migration's transaction, and writers to incidents and persons wait for it (about 4 minutes for
+1 M incidents on the benchmark machine; BENCHMARKS.md, sixteenth round). Run it in a quiet
+hour: notifications sent meanwhile wait or time out, and partners' retries with their
+Idempotency-Key are answered once it is done.
+
 Note for later SQLite migrations: a batch operation that re-creates incidents or persons
 drops their triggers; re-create them (``create_triggers``) after such an operation.
 
