@@ -38,7 +38,7 @@ from models.huddle import Huddle, HuddleItem
 from models.incident import Incident
 from models.person import Person
 from models.safety_plan import SafetyPlanVersion
-from services import audit, intake
+from services import audit, intake, reports
 from services.access import incident_scope, person_scope
 from services.calendar import WorkingCalendar
 from services.config import Settings
@@ -63,15 +63,6 @@ def iso(value: datetime | None) -> str | None:
 
 def _iso_date(value: date | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def age_on(date_of_birth: date | None, day: date) -> int | None:
-    if date_of_birth is None:
-        return None
-    years = day.year - date_of_birth.year
-    if (day.month, day.day) < (date_of_birth.month, date_of_birth.day):
-        years -= 1
-    return years
 
 
 def _display_name(person: Person | Row) -> str | None:
@@ -217,7 +208,7 @@ def _build_items(
             person_block = {
                 "id": person.id,
                 "name": _display_name(person),
-                "age": age_on(person.date_of_birth, day),
+                "age": reports.age_on(person.date_of_birth, day),
                 "incidents_30d": n30,
                 "incidents_365d": n365,
                 "risk_level": risk_level,

@@ -100,14 +100,19 @@ def _hours(dialect: str, later, earlier):
     return (func.julianday(later) - func.julianday(earlier)) * 24.0
 
 
-def age_at(occurred_at: datetime, dob: date | None) -> int | None:
-    """Age at an overdose: whole years from the date of birth to the UTC date of
-    ``occurred_at`` (None without a date of birth). The same rule as the database's copy on
-    each incident (migration 0008), which the report bands."""
-    if dob is None:
+def age_on(date_of_birth: date | None, day: date) -> int | None:
+    """Whole years from a date of birth to ``day`` (a birthday on the day counts; 29 February
+    birthdays count from 1 March in other years); None without a date of birth."""
+    if date_of_birth is None:
         return None
-    on = occurred_at.astimezone(UTC).date()
-    return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
+    before = (day.month, day.day) < (date_of_birth.month, date_of_birth.day)
+    return day.year - date_of_birth.year - before
+
+
+def age_at(occurred_at: datetime, dob: date | None) -> int | None:
+    """Age at an overdose: :func:`age_on` the UTC date of ``occurred_at``. The same rule as
+    the database's copy on each incident (migration 0008), which the report bands."""
+    return age_on(dob, occurred_at.astimezone(UTC).date())
 
 
 def _age_band(age: int | None) -> str:
