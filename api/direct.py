@@ -49,7 +49,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from api import deps, idempotency
-from api.problems import log_unhandled
+from api.problems import log_failure
 from services import db
 from services import idempotency as services_idempotency
 from services.errors import Invalid
@@ -364,7 +364,7 @@ def _settle(future: asyncio.Future, then: Callable[[], Any], result: Any, error:
     then()
     if future.cancelled():  # the request went away; its work has still ended
         if error is not None:
-            log_unhandled(error)
+            log_failure(error)
         return
     if error is None:
         future.set_result(result)

@@ -14,7 +14,7 @@ from api import metrics
 from api.logging_setup import request_id_var
 from api.problems import (
     database_unavailable,
-    log_unhandled,
+    log_failure,
     problem_response,
     unavailable_response,
 )
@@ -128,7 +128,7 @@ class RequestContextMiddleware:
                 await self.app(scope, receive_limited if counted else receive, send_from_app)
             except Exception as exc:  # noqa: BLE001 - answered below, logged without its message
                 if not state["too_large"]:
-                    log_unhandled(exc)
+                    log_failure(exc)
                     if state["started"]:
                         raise
                     if database_unavailable(exc):

@@ -116,6 +116,17 @@ def log_unhandled(exc: BaseException) -> None:
     )
 
 
+def log_failure(exc: BaseException) -> None:
+    """Log a request's failure: an outage of the database (:func:`database_unavailable`,
+    answered 503 and retried by the caller) as a warning naming only the error's type - an
+    outage fails every request for its duration, and each is expected, not a fault of the
+    code; anything else as an unhandled error with its frames (:func:`log_unhandled`)."""
+    if database_unavailable(exc):
+        log.warning("database unavailable", extra={"error_type": type(exc).__name__})
+    else:
+        log_unhandled(exc)
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """The database is down, restarting or out of pooled connections: retryable, so 503."""
     from sqlalchemy import exc as sa_exc
@@ -141,7 +152,7 @@ def unavailable_response() -> JSONResponse:
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Normally the request middleware answers first; this is the fallback.
-    log_unhandled(exc)
+    log_failure(exc)
     if database_unavailable(exc):
         return unavailable_response()
     return problem_response(500, "something went wrong on our side; it has been logged")

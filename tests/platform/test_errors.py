@@ -217,8 +217,18 @@ def test_database_outage_is_503_with_retry_after(app):
         with create_engine(down).connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with (
+        TestClient(app, raise_server_exceptions=False) as c,
+        captured_json_logs("nfod.errors") as logs,
+    ):
         r = c.get("/v1/test-only/outage")
     body = problem(r, 503)
     assert r.headers["retry-after"] == "1"
     assert "nowhere" not in body["detail"] and "nonexistent" not in body["detail"]
+    # An outage fails every request while it lasts: each is one warning by type, not an
+    # "unhandled error" with its frames (those are for faults of the code, as above).
+    assert [(rec["level"], rec["msg"], rec["error_type"]) for rec in logs] == [
+        ("warning", "database unavailable", "OperationalError")
+    ]
+    assert "frames" not in logs[0]
+    assert "nowhere" not in str(logs[0]) and "nonexistent" not in str(logs[0])
