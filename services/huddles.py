@@ -132,8 +132,7 @@ def _build_items(
 
     # 1. The incidents with their source agency: plain rows of the columns an item shows
     # (no ORM entities - an agenda is read-only and building ~100 entities cost more than
-    # the SQL).
-    # 2. Substances: on PostgreSQL a column of the same statement (intake.substances_column).
+    # the SQL); on PostgreSQL their substances too, as a column (intake.substances_column).
     named = intake.substances_column(dialect)
     columns = [*_ITEM_COLUMNS, Agency.name.label("agency_name")]
     if named is not None:
@@ -150,7 +149,7 @@ def _build_items(
     # hash-joined a year of incidents: 600 ms instead of 30.)
     person_ids = list(dict.fromkeys(r.person_id for r in rows if r.person_id is not None))
 
-    # 2. Substances elsewhere: intake.substances_for, by the ids found.
+    # 2. Substances: from the rows on PostgreSQL, else intake.substances_for by the ids found.
     if named is not None:
         substances = {r.id: r.substances or [] for r in rows}
     else:
