@@ -19,7 +19,12 @@ from api.logging_setup import configure_logging
 from api.middleware import RequestContextMiddleware
 from services import accounts
 from services.config import Settings, get_settings
-from services.db import make_engine, make_request_session_factory, make_session_factory
+from services.db import (
+    Timeouts,
+    make_engine,
+    make_request_session_factory,
+    make_session_factory,
+)
 
 log = logging.getLogger("nfod.app")
 WEB_DIR = next(
@@ -62,7 +67,11 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = engine or make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        timeouts=Timeouts.from_settings(settings),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

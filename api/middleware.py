@@ -132,7 +132,7 @@ class RequestContextMiddleware:
                     if state["started"]:
                         raise
                     if database_unavailable(exc):
-                        await unavailable_response()(scope, receive, send_out)
+                        await unavailable_response(exc)(scope, receive, send_out)
                     else:
                         await problem_response(
                             500, "something went wrong on our side; it has been logged"

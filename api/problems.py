@@ -122,7 +122,16 @@ def log_failure(exc: BaseException) -> None:
     outage fails every request for its duration, and each is expected, not a fault of the
     code; anything else as an unhandled error with its frames (:func:`log_unhandled`)."""
     if database_unavailable(exc):
-        log.warning("database unavailable", extra={"error_type": type(exc).__name__})
+        orig = getattr(exc, "orig", None)
+        log.warning(
+            "database unavailable",
+            extra={
+                "error_type": type(exc).__name__,
+                # The driver's own class: a lost connection, a refused one, or a wait that
+                # ran out (QueryCanceled, LockNotAvailable: services.db.Timeouts).
+                "db_error_type": type(orig).__name__ if orig is not None else None,
+            },
+        )
     else:
         log_unhandled(exc)
 
@@ -144,17 +153,28 @@ def database_unavailable(exc: BaseException) -> bool:
     )
 
 
-def unavailable_response() -> JSONResponse:
-    return problem_response(
-        503, "the database is unavailable; retry shortly", headers={"Retry-After": "1"}
+def database_timed_out(exc: BaseException) -> bool:
+    """A wait on PostgreSQL that ran out (services.db.Timeouts): a statement or a lock."""
+    from psycopg import errors
+
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, (errors.QueryCanceled, errors.LockNotAvailable))
+
+
+def unavailable_response(exc: BaseException | None = None) -> JSONResponse:
+    detail = (
+        "the database did not answer in time; retry shortly"
+        if exc is not None and database_timed_out(exc)
+        else "the database is unavailable; retry shortly"
     )
+    return problem_response(503, detail, headers={"Retry-After": "1"})
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Normally the request middleware answers first; this is the fallback.
     log_failure(exc)
     if database_unavailable(exc):
-        return unavailable_response()
+        return unavailable_response(exc)
     return problem_response(500, "something went wrong on our side; it has been logged")
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import metrics
 from services import idempotency, webhooks
 from services.config import Settings
-from services.db import make_engine, make_session_factory
+from services.db import Timeouts, make_engine, make_session_factory
 from services.sweep import SweepResult, sweep
 
 log = logging.getLogger("nfod.scheduler")
@@ -120,7 +120,7 @@ def safe_tick(
 
 def run_once(settings: Settings, at: datetime | None = None) -> int:
     """``nfod sweep``: one sweep then one delivery pass at ``at`` (default now)."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, timeouts=Timeouts.from_settings(settings))
     try:
         result = safe_tick(
             make_session_factory(engine), settings=settings, at=(at or utc_now()).astimezone(UTC)
@@ -149,7 +149,7 @@ def run_forever(settings: Settings, *, stop: threading.Event | None = None) -> i
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, _stop)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, timeouts=Timeouts.from_settings(settings))
     factory = make_session_factory(engine)
     log.info("scheduler started", extra={"interval_seconds": settings.sweep_seconds})
     try:

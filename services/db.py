@@ -7,6 +7,7 @@ import functools
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic_core
@@ -56,7 +57,78 @@ def disconnects_seen() -> int:
     return _disconnects[0]
 
 
-def make_engine(url: str, *, ping_after_idle: float = PING_AFTER_IDLE, **kwargs) -> Engine:
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a PostgreSQL connection waits on the server before giving up, in seconds
+    (0: no limit). Without them a request waits as long as what it waits for: behind a
+    migration that holds a table for minutes, or on a server whose host went away without
+    closing the connection (TCP gives up after about 15 minutes) - holding its thread and its
+    connection meanwhile, while the requests behind it queue. With them it fails, its
+    transaction is rolled back, and the API answers 503 with Retry-After (api.problems), which
+    an Idempotency-Key makes safe to retry.
+
+    - ``statement``: PostgreSQL's ``statement_timeout``, any statement (COMMIT included);
+    - ``lock``: ``lock_timeout``, a wait for any lock, advisory locks included;
+    - ``idle_in_transaction``: ``idle_in_transaction_session_timeout``: the server ends a
+      session whose transaction a stalled client left open, and so releases its locks;
+    - ``tcp``: libpq's TCP keep-alives and ``tcp_user_timeout``, so that a server that stopped
+      answering (its host down, a cut network) counts as lost after about this long.
+    """
+
+    statement: float = 0
+    lock: float = 0
+    idle_in_transaction: float = 0
+    tcp: float = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Timeouts:
+        return cls(
+            statement=settings.db_statement_timeout_seconds,
+            lock=settings.db_lock_timeout_seconds,
+            idle_in_transaction=settings.db_idle_in_transaction_timeout_seconds,
+            tcp=settings.db_tcp_timeout_seconds,
+        )
+
+    def connect_args(self) -> dict[str, Any]:
+        """libpq connection parameters: the server settings go in the start-up packet
+        (``options``), so they cost nothing per request."""
+        args: dict[str, Any] = {}
+        options = [
+            f"-c {name}={round(seconds * 1000)}"
+            for name, seconds in (
+                ("statement_timeout", self.statement),
+                ("lock_timeout", self.lock),
+                ("idle_in_transaction_session_timeout", self.idle_in_transaction),
+            )
+            if seconds > 0
+        ]
+        if options:
+            args["options"] = " ".join(options)
+        if self.tcp > 0:
+            # Probes after a third of the time without traffic, then every sixth, three
+            # unanswered ones end the connection; data sent and not acknowledged for the
+            # whole time ends it too (TCP_USER_TIMEOUT), whichever comes first.
+            args.update(
+                keepalives=1,
+                keepalives_idle=max(1, round(self.tcp / 3)),
+                keepalives_interval=max(1, round(self.tcp / 6)),
+                keepalives_count=3,
+                tcp_user_timeout=round(self.tcp * 1000),
+            )
+        return args
+
+
+def make_engine(
+    url: str,
+    *,
+    ping_after_idle: float = PING_AFTER_IDLE,
+    timeouts: Timeouts | None = None,
+    **kwargs,
+) -> Engine:
+    """An engine for ``url``. ``timeouts`` (PostgreSQL only) bounds every wait on the server;
+    the API and the sweep (``nfod scheduler``, ``nfod sweep``) pass the configured ones; the
+    other commands (``nfod audit verify``, ``nfod demo`` ...) and migrations wait as long as
+    their work takes."""
     kwargs.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -85,17 +157,31 @@ def make_engine(url: str, *, ping_after_idle: float = PING_AFTER_IDLE, **kwargs)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_timeout", 10)
     if url.startswith("postgresql"):
-        kwargs.setdefault("connect_args", {"connect_timeout": 5})
+        connect_args = {"connect_timeout": 5}
+        if timeouts is not None:
+            connect_args.update(timeouts.connect_args())
+        kwargs.setdefault("connect_args", connect_args)
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine, ping_after_idle)
 
     @event.listens_for(engine, "handle_error")
     def _count_disconnects(context):
+        if _ended_by_server(context.original_exception):
+            context.is_disconnect = True  # the connection is gone: never reuse it
         if context.is_disconnect:
             _disconnects[0] += 1
 
     return engine
+
+
+def _ended_by_server(error: BaseException) -> bool:
+    """PostgreSQL ended the session itself (Timeouts.idle_in_transaction): psycopg reports
+    it as an InternalError (SQLSTATE 25P03), which SQLAlchemy does not count as a
+    disconnect, so the dead connection would otherwise go back to the pool."""
+    from psycopg import errors
+
+    return isinstance(error, errors.IdleInTransactionSessionTimeout)
 
 
 def _ping_when_idle(engine: Engine, after: float) -> None:
