@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,9 +20,11 @@ from services import audit
 from services.auth import resolve_bearer, resolve_bearer_claiming
 from services.config import Settings
 from services.db import has_writes_at_commit
-from services.errors import Forbidden, Unauthorized
+from services.errors import Forbidden, Unauthorized, Unavailable
 from services.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from services.principal import Principal
+
+log = logging.getLogger("nfod.errors")
 
 
 async def get_settings(request: Request) -> Settings:
@@ -133,6 +136,30 @@ def session_slots(request: Request) -> asyncio.Semaphore:
     return current[1]
 
 
+async def admit(request: Request) -> asyncio.Semaphore:
+    """Take one of the worker's session slots (:func:`session_slots`) for the request, and
+    return the semaphore to give it back to. A request that cannot get one within
+    ``Settings.db_queue_timeout_seconds`` is answered 503 with Retry-After instead: when the
+    database stalls (a table held by a migration, a lost server) every slot's request waits out
+    its own limit (services.db.Timeouts), and without this bound the requests queued behind
+    them would wait for turn after turn."""
+    slots = session_slots(request)
+    if not slots.locked():
+        await slots.acquire()  # free: taken without waiting
+        return slots
+    limit = request.app.state.settings.db_queue_timeout_seconds
+    try:
+        async with asyncio.timeout(limit):
+            await slots.acquire()
+    except TimeoutError:
+        log.warning("request shed", extra={"waited_seconds": limit})
+        raise Unavailable(
+            "the service is too busy to take this request now; retry shortly",
+            headers={"Retry-After": "1"},
+        ) from None
+    return slots
+
+
 def open_session(request: Request) -> Session:
     """The request's session, with its audit context (no I/O: it connects on first use)."""
     session: Session = request.app.state.request_session_factory()
@@ -174,7 +201,8 @@ async def _session(request: Request) -> AsyncIterator[Session]:
     so it happens on the event loop. It keeps its connection from first use until it is
     closed, across commits (services.db.RequestSession).
     """
-    async with session_slots(request):
+    slots = await admit(request)
+    try:
         session = open_session(request)
         try:
             yield session
@@ -190,6 +218,8 @@ async def _session(request: Request) -> AsyncIterator[Session]:
         else:
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(close_session, session, failed=False)
+    finally:
+        slots.release()
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]

@@ -250,7 +250,7 @@ async def in_worker_thread(
     request: Request, run: Callable[[Request, bytes], Response], raw: bytes
 ) -> Response:
     """Run ``run(request, raw)`` in one of the app's worker threads (:class:`WorkerThreads`)
-    while holding one of the worker's session slots (``api.deps.session_slots``), and
+    while holding one of the worker's session slots (``api.deps.admit``), and
     answer with its result.
 
     A cancelled request does not stop its work: the unit of work always ends in its thread,
@@ -259,8 +259,7 @@ async def in_worker_thread(
     request (:class:`WorkerThreads`), so connections in use stay under twice the slots, which
     the pool's overflow (services.db.make_engine) covers.
     """
-    slots = deps.session_slots(request)
-    await slots.acquire()
+    slots = await deps.admit(request)
     try:
         future = workers(request.app).submit(run, (request, raw), then=slots.release)
     except BaseException:

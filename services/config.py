@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # since every admitted request can always get a thread, none can starve another that
     # holds a lock (SQLite's write lock, matching's identity lock) of the thread it needs.
     db_sessions: int = Field(default=10, ge=1, le=200)
+    # How long a request waits for one of those before it is answered 503 "retry" (api.deps.admit).
+    db_queue_timeout_seconds: float = Field(default=10, gt=0)
     # PostgreSQL: how long the service waits on the database before it answers 503 "retry"
     # instead of hanging (services.db.Timeouts); 0 turns one off. A statement (any, COMMIT
     # included); a lock (a table held by a migration, a row, an advisory lock); a transaction

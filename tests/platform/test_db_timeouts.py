@@ -238,3 +238,63 @@ def test_requests_leave_no_transaction_open_between_them(db_url, clock, factory)
         assert r.status_code == 201, r.text
         time.sleep(1.0)
         assert client.get("/v1/incidents", headers=headers).status_code == 200
+
+
+# --- the queue for a session ----------------------------------------------------------
+
+
+@contextmanager
+def writes_stalled(db_url: str, engine) -> Iterator[None]:
+    """Writes to incidents wait: PostgreSQL's table held as above, SQLite's write lock held
+    by another connection (a request then waits out its busy timeout, 30 s)."""
+    if engine.dialect.name == "postgresql":
+        with incidents_locked(db_url, at_most=20):
+            yield
+        return
+    conn = engine.raw_connection()
+    try:
+        conn.driver_connection.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        conn.driver_connection.execute("ROLLBACK")
+        conn.close()
+
+
+def test_requests_queued_behind_a_stalled_one_are_shed_with_503(db_url, engine, clock, factory):
+    """With every session slot held by a request that waits on the database, the requests
+    queued behind it are answered 503 after NFOD_DB_QUEUE_TIMEOUT_SECONDS, not when the
+    stall ends; the stalled request itself still completes."""
+    partner = factory.partner()
+    headers = {"Authorization": f"Bearer {partner.token}"}
+    settings = make_settings(
+        db_url, db_sessions=1, db_queue_timeout_seconds=0.5, db_lock_timeout_seconds=0
+    )
+    app = create_app(settings, engine=engine, clock=clock)
+    first: list = []
+    with TestClient(app, raise_server_exceptions=False) as client:
+        with writes_stalled(db_url, engine), captured_json_logs("nfod.errors") as logs:
+            stalled = threading.Thread(
+                target=lambda: first.append(
+                    client.post(
+                        "/v1/incidents", json=_notification(clock, "STALLED-1"), headers=headers
+                    )
+                )
+            )
+            stalled.start()
+            time.sleep(0.5)  # it holds the only slot, waiting for the lock
+            started = time.monotonic()
+            queued_write = client.post(
+                "/v1/incidents", json=_notification(clock, "QUEUED-1"), headers=headers
+            )
+            queued_read = client.get("/v1/incidents", headers=headers)
+            waited = time.monotonic() - started
+            assert stalled.is_alive() and not first
+        stalled.join(30)
+    for r in (queued_write, queued_read):
+        body = problem(r, 503)
+        assert body["detail"] == "the service is too busy to take this request now; retry shortly"
+        assert r.headers["retry-after"] == "1"
+    assert waited < 5, waited
+    assert [rec["msg"] for rec in logs] == ["request shed", "request shed"]
+    assert first and first[0].status_code == 201, first
+    assert _count(engine, "STALLED-1") == 1 and _count(engine, "QUEUED-1") == 0
