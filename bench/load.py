@@ -224,6 +224,7 @@ async def run_crash(
                 attempt += 1
                 status: int | str
                 async with gate:  # never more than 64 requests inside httpx's pool
+                    sent_at = time.perf_counter()
                     try:
                         resp = await client.post("/v1/incidents", json=body, headers=_headers(key))
                         status = resp.status_code
@@ -239,12 +240,15 @@ async def run_crash(
                     "ref": body["source_ref"],
                     "attempt": attempt,
                     "status": status,
+                    "ms": round((time.perf_counter() - sent_at) * 1000, 1),
                 }
                 if resp is not None and 200 <= resp.status_code < 300:
                     record["id"] = resp.json().get("id")
                 if resp is not None and resp.status_code >= 500:
                     ctype = resp.headers.get("content-type", "")
                     record["problem"] = ctype.startswith("application/problem+json")
+                    if record["problem"]:
+                        record["detail"] = resp.json().get("detail")
                 jf.write(json.dumps(record) + "\n")
                 if final:
                     return

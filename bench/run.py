@@ -13,7 +13,8 @@ Environment (all optional):
     BENCH_READS               requests per read endpoint (default 100)
     BENCH_REPORT_READS        requests per report view (default 20)
     BENCH_OVERDUE_BATCH       newly overdue incidents for the sweep figure (default 10000)
-    BENCH_ONLY                comma list of steps: generate,reads,sweep,ingest,crash,pgrestart,parallel
+    BENCH_ONLY                comma list of steps: generate,reads,sweep,ingest,crash,pgrestart,lock,parallel
+    BENCH_LOCK_HOLD_SECONDS   how long the lock step holds the incidents table (default 30)
     BENCH_PG_BIN              PostgreSQL binaries for the private instance (/usr/lib/postgresql/15/bin)
     BENCH_PRIVATE_PG_PORT     port of the private instance (default 5544)
 
@@ -82,6 +83,8 @@ ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 PG_BIN = os.environ.get("BENCH_PG_BIN", "/usr/lib/postgresql/15/bin")
 PRIVATE_PORT = int(os.environ.get("BENCH_PRIVATE_PG_PORT", "5544"))
 CRASH_SECONDS = int(os.environ.get("BENCH_CRASH_SECONDS", "20"))
+# How long the lock step holds the incidents table: longer than the API's lock limit.
+LOCK_HOLD_SECONDS = float(os.environ.get("BENCH_LOCK_HOLD_SECONDS", "30"))
 API_PORT, BASE_PORT = 8190, 8191
 # The 10 k data set's API while the agenda is timed on both data sets at once (step_reads).
 SMALL_PORT = 8192
@@ -808,6 +811,82 @@ def step_crash(big_url: str) -> dict:
     }
 
 
+def step_lock(big_url: str) -> dict:
+    """A table held under load, as a migration holds it while it rewrites it: keyed ingest at
+    100 req/s for 20 s, and 5 s in another session takes the incidents table (ACCESS
+    EXCLUSIVE) for LOCK_HOLD_SECONDS (30), longer than the API's lock limit and queue limit
+    together. The API's waits are bounded (services.db.Timeouts, api.deps.admit): each
+    attempt is answered within about those two limits - 503 while the table is held, not
+    after the whole hold - and the client's retries with the same key then store every
+    acknowledged incident exactly once. ``ok`` asks both."""
+    tag = f"lock{int(time.time())}"
+    journal = os.path.join(LOGS, f"{tag}.jsonl")
+    people = os.path.join(LOGS, "people.json")
+    if not os.path.exists(people):
+        sample_people(big_url, people)
+    server = Server("api-lock", "api", big_url, API_PORT, LOGS)
+    server.start()
+    seconds = 20
+    loader = run_load_async(
+        server.base,
+        "--mode",
+        "crash",
+        "--rate",
+        "100",
+        "--seconds",
+        str(seconds),
+        "--journal",
+        journal,
+        "--tag",
+        tag,
+        "--people",
+        people,
+        "--give-up",
+        "120",
+    )
+    try:
+        time.sleep(5)
+        with psycopg.connect(libpq(big_url)) as conn:
+            conn.execute("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE")
+            taken = time.perf_counter()
+            time.sleep(LOCK_HOLD_SECONDS)
+            conn.rollback()
+            held = time.perf_counter() - taken
+        stdout, stderr = loader.communicate(timeout=seconds + 120 + 120)
+        client = (
+            json.loads(stdout.strip().splitlines()[-1])
+            if stdout.strip()
+            else {"error": stderr[-1000:]}
+        )
+    finally:
+        server.stop()
+        if loader.poll() is None:
+            loader.kill()
+    from services.config import load_settings
+
+    attempts = [json.loads(line) for line in open(journal)]
+    details: dict[str, int] = {}
+    for a in attempts:
+        if a.get("detail"):
+            details[a["detail"]] = details.get(a["detail"], 0) + 1
+    settings = load_settings(database_url=big_url)
+    bound_s = settings.db_lock_timeout_seconds + settings.db_queue_timeout_seconds
+    longest_s = max(a.get("ms", 0) for a in attempts) / 1000
+    check = check_journal(big_url, journal, tag)
+    return {
+        "rate_rps": 100,
+        "seconds": seconds,
+        "held_seconds": round(held, 1),
+        "lock_timeout_seconds": settings.db_lock_timeout_seconds,
+        "queue_timeout_seconds": settings.db_queue_timeout_seconds,
+        "longest_attempt_seconds": round(longest_s, 2),
+        "answers_5xx_by_detail": details,
+        "client": client,
+        "check": check,
+        "ok": check["ok"] and longest_s <= bound_s + 2 and longest_s < held,
+    }
+
+
 def private_postgres(tmp: str) -> dict:
     """initdb + start a throw-away PostgreSQL on PRIVATE_PORT, owned by the postgres user."""
     data = os.path.join(tmp, "pgdata")
@@ -1258,6 +1337,7 @@ def render_md(res: dict) -> str:
     for key, title in (
         ("crash", "Resilience: kill -9 of the API under idempotent load"),
         ("pgrestart", "Resilience: PostgreSQL (private instance) stopped and restarted under load"),
+        ("lock", "Resilience: the incidents table held under load, as a migration holds it"),
         ("parallel", "Resilience: parallel sweeps"),
     ):
         if key in res_r:
@@ -1391,6 +1471,7 @@ def main() -> int:
     run("ingest", step_ingest, big_url)
     run("crash", step_crash, big_url)
     run("pgrestart", step_pgrestart, anchor)
+    run("lock", step_lock, big_url)
     run("parallel", step_parallel, big_url)
     res["finished"] = iso(datetime.now(UTC))
     json.dump(res, open(os.path.join(RESULTS, "results.json"), "w"), indent=1, default=str)
