@@ -27,6 +27,7 @@ bench/results/explain/ and server logs in bench/results/logs/, not committed).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -754,22 +756,41 @@ def run_load_async(base: str, *args: str) -> subprocess.Popen:
     )
 
 
-def step_crash(big_url: str) -> dict:
-    tag = f"crash{int(time.time())}"
+@dataclasses.dataclass
+class JournalledLoad:
+    tag: str
+    journal: str
+    server: Server
+    loader: subprocess.Popen
+
+    def outcome(self, timeout: float) -> dict:
+        """What the client printed when it ended (or its error output)."""
+        stdout, stderr = self.loader.communicate(timeout=timeout)
+        if stdout.strip():
+            return json.loads(stdout.strip().splitlines()[-1])
+        return {"error": stderr[-1000:]}
+
+
+@contextlib.contextmanager
+def journalled_load(
+    url: str, name: str, *, rate: int, seconds: float, give_up: int, people: str
+) -> Iterator[JournalledLoad]:
+    """The API (``api-<name>``) on ``url``, and bench.load's crash mode against it: keyed
+    ingest at ``rate`` for ``seconds``, every attempt journalled, each request retried until
+    answered (or ``give_up`` seconds after the load). Both are stopped afterwards; check the
+    journal with :func:`check_journal`."""
+    tag = f"{name}{int(time.time())}"
     journal = os.path.join(LOGS, f"{tag}.jsonl")
-    people = os.path.join(LOGS, "people.json")
     if not os.path.exists(people):
-        sample_people(big_url, people)
-    server = Server("api-crash", "api", big_url, API_PORT, LOGS)
+        sample_people(url, people)
+    server = Server(f"api-{name}", "api", url, API_PORT, LOGS)
     server.start()
-    seconds = CRASH_SECONDS
-    kill_at = random.uniform(5, seconds - 5)
     loader = run_load_async(
         server.base,
         "--mode",
         "crash",
         "--rate",
-        "200",
+        str(rate),
         "--seconds",
         str(seconds),
         "--journal",
@@ -779,27 +800,31 @@ def step_crash(big_url: str) -> dict:
         "--people",
         people,
         "--give-up",
-        "300",
+        str(give_up),
     )
     try:
-        time.sleep(kill_at)
-        server.kill9()
-        killed = datetime.now(UTC)
-        time.sleep(1.0)
-        t = time.perf_counter()
-        server.start()
-        restart_s = time.perf_counter() - t
-        stdout, stderr = loader.communicate(timeout=seconds + 300 + 120)
-        client = (
-            json.loads(stdout.strip().splitlines()[-1])
-            if stdout.strip()
-            else {"error": stderr[-1000:]}
-        )
+        yield JournalledLoad(tag, journal, server, loader)
     finally:
         server.stop()
         if loader.poll() is None:
             loader.kill()
-    check = check_journal(big_url, journal, tag)
+
+
+def step_crash(big_url: str) -> dict:
+    seconds = CRASH_SECONDS
+    kill_at = random.uniform(5, seconds - 5)
+    people = os.path.join(LOGS, "people.json")
+    with journalled_load(
+        big_url, "crash", rate=200, seconds=seconds, give_up=300, people=people
+    ) as run:
+        time.sleep(kill_at)
+        run.server.kill9()
+        killed = datetime.now(UTC)
+        time.sleep(1.0)
+        t = time.perf_counter()
+        run.server.start()
+        restart_s = time.perf_counter() - t
+        client = run.outcome(timeout=seconds + 300 + 120)
     return {
         "rate_rps": 200,
         "seconds": seconds,
@@ -807,7 +832,7 @@ def step_crash(big_url: str) -> dict:
         "killed_at": iso(killed),
         "restart_seconds": round(restart_s, 2),
         "client": client,
-        "check": check,
+        "check": check_journal(big_url, run.journal, run.tag),
     }
 
 
@@ -819,32 +844,11 @@ def step_lock(big_url: str) -> dict:
     attempt is answered within about those two limits - 503 while the table is held, not
     after the whole hold - and the client's retries with the same key then store every
     acknowledged incident exactly once. ``ok`` asks both."""
-    tag = f"lock{int(time.time())}"
-    journal = os.path.join(LOGS, f"{tag}.jsonl")
-    people = os.path.join(LOGS, "people.json")
-    if not os.path.exists(people):
-        sample_people(big_url, people)
-    server = Server("api-lock", "api", big_url, API_PORT, LOGS)
-    server.start()
     seconds = 20
-    loader = run_load_async(
-        server.base,
-        "--mode",
-        "crash",
-        "--rate",
-        "100",
-        "--seconds",
-        str(seconds),
-        "--journal",
-        journal,
-        "--tag",
-        tag,
-        "--people",
-        people,
-        "--give-up",
-        "120",
-    )
-    try:
+    people = os.path.join(LOGS, "people.json")
+    with journalled_load(
+        big_url, "lock", rate=100, seconds=seconds, give_up=120, people=people
+    ) as run:
         time.sleep(5)
         with psycopg.connect(libpq(big_url)) as conn:
             conn.execute("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE")
@@ -852,19 +856,10 @@ def step_lock(big_url: str) -> dict:
             time.sleep(LOCK_HOLD_SECONDS)
             conn.rollback()
             held = time.perf_counter() - taken
-        stdout, stderr = loader.communicate(timeout=seconds + 120 + 120)
-        client = (
-            json.loads(stdout.strip().splitlines()[-1])
-            if stdout.strip()
-            else {"error": stderr[-1000:]}
-        )
-    finally:
-        server.stop()
-        if loader.poll() is None:
-            loader.kill()
+        client = run.outcome(timeout=seconds + 120 + 120)
     from services.config import load_settings
 
-    attempts = [json.loads(line) for line in open(journal)]
+    attempts = [json.loads(line) for line in open(run.journal)]
     details: dict[str, int] = {}
     for a in attempts:
         if a.get("detail"):
@@ -872,7 +867,7 @@ def step_lock(big_url: str) -> dict:
     settings = load_settings(database_url=big_url)
     bound_s = settings.db_lock_timeout_seconds + settings.db_queue_timeout_seconds
     longest_s = max(a.get("ms", 0) for a in attempts) / 1000
-    check = check_journal(big_url, journal, tag)
+    check = check_journal(big_url, run.journal, run.tag)
     return {
         "rate_rps": 100,
         "seconds": seconds,
@@ -943,32 +938,14 @@ def step_pgrestart(anchor: datetime) -> dict:
     url = f"postgresql+psycopg://postgres@127.0.0.1:{PRIVATE_PORT}/nfod_bench_private"
     try:
         generate(url, incidents=SMALL_N, anchor=anchor, quiet=True)
-        tag = f"pgrestart{int(time.time())}"
-        journal = os.path.join(LOGS, f"{tag}.jsonl")
-        sample_people(url, os.path.join(LOGS, "people-private.json"))
-        server = Server("api-pgrestart", "api", url, API_PORT, LOGS)
-        server.start()
         seconds = CRASH_SECONDS
         outage = 8.0
-        loader = run_load_async(
-            server.base,
-            "--mode",
-            "crash",
-            "--rate",
-            "100",
-            "--seconds",
-            str(seconds),
-            "--journal",
-            journal,
-            "--tag",
-            tag,
-            "--people",
-            os.path.join(LOGS, "people-private.json"),
-            "--give-up",
-            "300",
-        )
         ready_during: list = []
-        try:
+        people = os.path.join(LOGS, "people-private.json")
+        sample_people(url, people)
+        with journalled_load(
+            url, "pgrestart", rate=100, seconds=seconds, give_up=300, people=people
+        ) as run:
             time.sleep(10)
             pg_ctl(pg["data"], "stop", "-m", "immediate")
             down_at = time.perf_counter()
@@ -977,7 +954,7 @@ def step_pgrestart(anchor: datetime) -> dict:
             while time.perf_counter() - down_at < outage:
                 t = time.perf_counter()
                 try:
-                    r = httpx.get(server.base + "/readyz", timeout=15)
+                    r = httpx.get(run.server.base + "/readyz", timeout=15)
                     ready_during.append(r.status_code)
                 except httpx.HTTPError as exc:
                     ready_during.append(type(exc).__name__)
@@ -985,20 +962,8 @@ def step_pgrestart(anchor: datetime) -> dict:
                 time.sleep(0.5)
             pg_ctl(pg["data"], "start")
             up_after = time.perf_counter() - down_at
-            stdout, stderr = loader.communicate(timeout=seconds + 300 + 120)
-            client = (
-                json.loads(stdout.strip().splitlines()[-1])
-                if stdout.strip()
-                else {"error": stderr[-1000:]}
-            )
-            after = httpx.get(server.base + "/readyz", timeout=15).status_code
-        finally:
-            server.stop()
-            if loader.poll() is None:
-                loader.kill()
-        check = check_journal(url, journal, tag)
-        outage_statuses: dict = {}
-        slowest = 0.0
+            client = run.outcome(timeout=seconds + 300 + 120)
+            after = httpx.get(run.server.base + "/readyz", timeout=15).status_code
         return {
             "rate_rps": 100,
             "seconds": seconds,
@@ -1007,8 +972,7 @@ def step_pgrestart(anchor: datetime) -> dict:
             "readyz_probe_max_ms": round(max(probe_lat) * 1000, 1) if probe_lat else None,
             "readyz_after": after,
             "client": client,
-            "check": check,
-            **({"outage_statuses": outage_statuses, "slowest": slowest} if False else {}),
+            "check": check_journal(url, run.journal, run.tag),
         }
     finally:
         try:
