@@ -60,9 +60,10 @@ class Settings(BaseSettings):
     db_queue_timeout_seconds: float = Field(default=10, gt=0)
     # PostgreSQL: how long the service waits on the database before it answers 503 "retry"
     # instead of hanging (services.db.Timeouts); 0 turns one off. A statement (any, COMMIT
-    # included); a lock (a table held by a migration, a row, an advisory lock); a transaction
-    # left idle by a stalled process (the server ends it, releasing its locks); and the
-    # network (the server's host gone without a word: TCP keep-alives and TCP_USER_TIMEOUT).
+    # included; not the sweep's); a lock (a table held by a migration, a row, an advisory
+    # lock); a transaction left idle by a stalled process (the server ends it, releasing its
+    # locks); and the network (the server's host gone without a word: TCP keep-alives and
+    # TCP_USER_TIMEOUT).
     db_statement_timeout_seconds: float = Field(default=30, ge=0)
     db_lock_timeout_seconds: float = Field(default=10, ge=0)
     db_idle_in_transaction_timeout_seconds: float = Field(default=60, ge=0)

@@ -126,7 +126,8 @@ def make_engine(
     **kwargs,
 ) -> Engine:
     """An engine for ``url``. ``timeouts`` (PostgreSQL only) bounds every wait on the server;
-    the API and the sweep (``nfod scheduler``, ``nfod sweep``) pass the configured ones; the
+    the API and the sweep (``nfod scheduler``, ``nfod sweep``) pass the configured ones (the
+    sweep lifts the statement limit for its own transaction: api.scheduler.run_sweep); the
     other commands (``nfod audit verify``, ``nfod demo`` ...) and migrations wait as long as
     their work takes."""
     kwargs.setdefault("json_serializer", json_text)

@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -211,3 +212,45 @@ def test_metrics_count_sweeps_alerts_and_deliveries(client, data, sf, db_url):
     assert sample("nfod_alerts_raised_total", '{kind="contact_overdue"}') == raised + 1
     assert sample("nfod_sweep_duration_seconds_count") == sweeps + 1
     assert "nfod_webhook_outbox_backlog" in client.get("/metrics").text
+
+
+@postgres_only
+def test_the_sweep_has_no_statement_limit_but_keeps_its_lock_limit(db_url):
+    """A sweep's statements grow with its backlog; cut short by the statement limit it would
+    fail the same way every tick (api.scheduler.run_sweep). Made to wait 1.5 s on a lock under
+    a 0.5 s statement limit, it still completes; a lock held past the lock limit still fails it."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from api.scheduler import run_sweep
+    from services.db import Timeouts, make_engine, make_session_factory
+
+    settings = make_settings(db_url)
+    engine = make_engine(db_url, timeouts=Timeouts(statement=0.5, lock=3))
+    holder_engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+
+    def sweep_behind_alerts_lock(hold: float) -> float:
+        holder = holder_engine.connect()
+        holder.execute(text("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE"))
+        timer = threading.Timer(hold, holder.rollback)
+        timer.start()
+        started = time.monotonic()
+        try:
+            run_sweep(factory, settings=settings, at=T0)
+            return time.monotonic() - started
+        finally:
+            timer.join()
+            holder.close()
+
+    try:
+        with engine.connect() as conn, pytest.raises(DBAPIError) as limited:
+            conn.execute(text("SELECT pg_sleep(1)"))  # the statement limit is on for the engine
+        assert type(limited.value.orig).__name__ == "QueryCanceled"
+        assert sweep_behind_alerts_lock(1.5) >= 1.4  # waited out the lock, then swept
+        with pytest.raises(DBAPIError) as locked:
+            sweep_behind_alerts_lock(6)
+        assert type(locked.value.orig).__name__ == "LockNotAvailable"
+    finally:
+        engine.dispose()
+        holder_engine.dispose()
