@@ -129,6 +129,28 @@ def versions(url: str) -> dict:
     }
 
 
+# The server settings that the figures depend on most (the bench runs against the server as
+# it is configured; the shared server here runs PostgreSQL's defaults): how much of the data
+# set stays in PostgreSQL's own cache, how commits reach the disk, how often checkpoints come.
+POSTGRES_SETTINGS = (
+    "shared_buffers",
+    "effective_cache_size",
+    "work_mem",
+    "synchronous_commit",
+    "wal_compression",
+    "checkpoint_timeout",
+    "max_wal_size",
+    "autovacuum",
+)
+
+
+def postgres_settings(url: str) -> dict:
+    return {
+        name: pg_exec(with_database(url, "postgres"), f"SHOW {name}")[0][0]
+        for name in POSTGRES_SETTINGS
+    }
+
+
 def git_commit() -> str | None:
     try:
         return subprocess.check_output(
@@ -1099,7 +1121,10 @@ def render_md(res: dict) -> str:
         "(read the absolute figures with them; each ratio was measured side by side, back to "
         "back). Before the reads the load was written out (CHECKPOINT, sync, the page cache's "
         f"write-back waited for; bench.common.flush_writes): {res.get('flushed_after_load')}. "
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ". "
+        f"Memory: {res['machine'].get('memory_gb')} GB. PostgreSQL settings: "
+        + ", ".join(f"{k} {v}" for k, v in res.get("postgres_settings", {}).items())
+        + ".",
         "",
         "Reproduce: `make bench` (see BENCHMARKS.md for the knobs). Raw figures: results.json.",
         "",
@@ -1386,6 +1411,7 @@ def main() -> int:
         except ValueError:
             pass
     res["versions"] = versions(big_url)
+    res["postgres_settings"] = postgres_settings(big_url)
 
     def run(step: str, fn, *args):
         if not wanted(step.removesuffix("_small")):
