@@ -188,9 +188,10 @@ async def _session(request: Request) -> AsyncIterator[Session]:
     """One session per request, committed before the response is sent.
 
     At most ``Settings.session_slots`` requests of a worker hold one at a time; the others
-    wait here, on the event loop, with neither a thread nor a connection (the request body
-    has already been read). So the connection pool is never exhausted and never churns under
-    overload, and every request holding a session can get a thread to finish with.
+    wait here (:func:`admit`: at most ``Settings.db_queue_timeout_seconds``, then 503), on the
+    event loop, with neither a thread nor a connection (the request body has already been
+    read). So the connection pool is never exhausted and never churns under overload, and
+    every request holding a session can get a thread to finish with.
 
     A synchronous handler commits it at its own end, in its own thread (see
     :func:`end_unit_of_work`); otherwise (a session only the dependencies used, or an error
