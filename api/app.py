@@ -71,6 +71,7 @@ def create_app(
         settings.database_url,
         pool_size=settings.db_pool_size,
         timeouts=Timeouts.from_settings(settings),
+        application_name="nfod-api",
     )
 
     @asynccontextmanager

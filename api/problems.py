@@ -128,7 +128,7 @@ def log_failure(exc: BaseException) -> None:
             extra={
                 "error_type": type(exc).__name__,
                 # The driver's own class: a lost connection, a refused one, or a wait that
-                # ran out (QueryCanceled, LockNotAvailable: services.db.Timeouts).
+                # ran out (QueryCanceled, LockNotAvailable, AnswerTimeout: services.db.Timeouts).
                 "db_error_type": type(orig).__name__ if orig is not None else None,
             },
         )
@@ -154,11 +154,14 @@ def database_unavailable(exc: BaseException) -> bool:
 
 
 def database_timed_out(exc: BaseException) -> bool:
-    """A wait on PostgreSQL that ran out (services.db.Timeouts): a statement or a lock."""
+    """A wait on PostgreSQL that ran out (services.db.Timeouts): a statement, a lock, or
+    any answer (the watchdog's: services.db_watchdog)."""
     from psycopg import errors
 
+    from services.db_watchdog import AnswerTimeout
+
     orig = getattr(exc, "orig", None)
-    return isinstance(orig, (errors.QueryCanceled, errors.LockNotAvailable))
+    return isinstance(orig, (errors.QueryCanceled, errors.LockNotAvailable, AnswerTimeout))
 
 
 def unavailable_response(exc: BaseException | None = None) -> JSONResponse:

@@ -189,21 +189,28 @@ async def run_rate(
 
 
 async def run_crash(
-    base: str, seconds: float, rate: float, maker: BodyMaker, journal: str, give_up: float
+    base: str,
+    seconds: float,
+    rate: float,
+    maker: BodyMaker,
+    journal: str,
+    give_up: float,
+    timeout_s: float = 30.0,
 ) -> dict:
     """Idempotent ingest at a fixed rate; every request retried until answered.
 
     At most 64 requests are in flight (more only queue inside the client, never time out
     waiting there), so a slow or restarting server is not buried under a retry storm of
     abandoned requests. A request still unanswered ``give_up`` seconds after the load phase
-    ends is counted as given up.
+    ends is counted as given up. An attempt unanswered after ``timeout_s`` is abandoned
+    (journalled as ``ReadTimeout``) and retried.
     """
     statuses: dict[str, int] = {}
     retries = 0
     unanswered = 0
     n = int(seconds * rate)
     jf = open(journal, "a", buffering=1)
-    timeout = httpx.Timeout(30.0, pool=None)
+    timeout = httpx.Timeout(timeout_s, pool=None)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as client:
         t0 = time.perf_counter() + 0.2
@@ -286,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default=uuid.uuid4().hex[:8])
     p.add_argument("--journal", default="/tmp/nfod-crash-journal.jsonl")
     p.add_argument("--give-up", type=float, default=120)
+    p.add_argument("--timeout", type=float, default=30, help="seconds per attempt (crash mode)")
     p.add_argument(
         "--idempotency-keys",
         action="store_true",
@@ -304,7 +312,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         out = asyncio.run(
-            run_crash(args.base, args.seconds, args.rate, maker, args.journal, args.give_up)
+            run_crash(
+                args.base,
+                args.seconds,
+                args.rate,
+                maker,
+                args.journal,
+                args.give_up,
+                args.timeout,
+            )
         )
     print(json.dumps(out), flush=True)
     return 0

@@ -13,8 +13,9 @@ Environment (all optional):
     BENCH_READS               requests per read endpoint (default 100)
     BENCH_REPORT_READS        requests per report view (default 20)
     BENCH_OVERDUE_BATCH       newly overdue incidents for the sweep figure (default 10000)
-    BENCH_ONLY                comma list of steps: generate,reads,sweep,ingest,crash,pgrestart,lock,parallel
+    BENCH_ONLY                comma list of steps: generate,reads,sweep,ingest,crash,pgrestart,lock,freeze,parallel
     BENCH_LOCK_HOLD_SECONDS   how long the lock step holds the incidents table (default 30)
+    BENCH_FREEZE_SECONDS      how long the freeze step stops the API's server processes (default 60)
     BENCH_PG_BIN              PostgreSQL binaries for the private instance (/usr/lib/postgresql/15/bin)
     BENCH_PRIVATE_PG_PORT     port of the private instance (default 5544)
 
@@ -87,6 +88,9 @@ PRIVATE_PORT = int(os.environ.get("BENCH_PRIVATE_PG_PORT", "5544"))
 CRASH_SECONDS = int(os.environ.get("BENCH_CRASH_SECONDS", "20"))
 # How long the lock step holds the incidents table: longer than the API's lock limit.
 LOCK_HOLD_SECONDS = float(os.environ.get("BENCH_LOCK_HOLD_SECONDS", "30"))
+# How long the freeze step stops the API's PostgreSQL server processes: longer than the
+# API's answer limit (NFOD_DB_ANSWER_TIMEOUT_SECONDS, 40) and its queue limit together.
+FREEZE_SECONDS = float(os.environ.get("BENCH_FREEZE_SECONDS", "60"))
 API_PORT, BASE_PORT = 8190, 8191
 # The 10 k data set's API while the agenda is timed on both data sets at once (step_reads).
 SMALL_PORT = 8192
@@ -795,12 +799,20 @@ class JournalledLoad:
 
 @contextlib.contextmanager
 def journalled_load(
-    url: str, name: str, *, rate: int, seconds: float, give_up: int, people: str
+    url: str,
+    name: str,
+    *,
+    rate: int,
+    seconds: float,
+    give_up: int,
+    people: str,
+    attempt_timeout: float = 30,
 ) -> Iterator[JournalledLoad]:
     """The API (``api-<name>``) on ``url``, and bench.load's crash mode against it: keyed
     ingest at ``rate`` for ``seconds``, every attempt journalled, each request retried until
-    answered (or ``give_up`` seconds after the load). Both are stopped afterwards; check the
-    journal with :func:`check_journal`."""
+    answered (or ``give_up`` seconds after the load; an attempt is abandoned and retried
+    after ``attempt_timeout``). Both are stopped afterwards; check the journal with
+    :func:`check_journal`."""
     tag = f"{name}{int(time.time())}"
     journal = os.path.join(LOGS, f"{tag}.jsonl")
     if not os.path.exists(people):
@@ -823,6 +835,8 @@ def journalled_load(
         people,
         "--give-up",
         str(give_up),
+        "--timeout",
+        str(attempt_timeout),
     )
     try:
         yield JournalledLoad(tag, journal, server, loader)
@@ -881,14 +895,9 @@ def step_lock(big_url: str) -> dict:
         client = run.outcome(timeout=seconds + 120 + 120)
     from services.config import load_settings
 
-    attempts = [json.loads(line) for line in open(run.journal)]
-    details: dict[str, int] = {}
-    for a in attempts:
-        if a.get("detail"):
-            details[a["detail"]] = details.get(a["detail"], 0) + 1
     settings = load_settings(database_url=big_url)
     bound_s = settings.db_lock_timeout_seconds + settings.db_queue_timeout_seconds
-    longest_s = max(a.get("ms", 0) for a in attempts) / 1000
+    longest_s, details = attempts_summary(run.journal)
     check = check_journal(big_url, run.journal, run.tag)
     return {
         "rate_rps": 100,
@@ -901,6 +910,86 @@ def step_lock(big_url: str) -> dict:
         "client": client,
         "check": check,
         "ok": check["ok"] and longest_s <= bound_s + 2 and longest_s < held,
+    }
+
+
+def attempts_summary(journal: str) -> tuple[float, dict[str, int]]:
+    """The longest attempt of a journalled load, in seconds, and its 5xx answers by their
+    problem detail."""
+    attempts = [json.loads(line) for line in open(journal)]
+    details: dict[str, int] = {}
+    for a in attempts:
+        if a.get("detail"):
+            details[a["detail"]] = details.get(a["detail"], 0) + 1
+    return max(a.get("ms", 0) for a in attempts) / 1000, details
+
+
+def step_freeze(big_url: str) -> dict:
+    """The API's PostgreSQL server processes frozen under load, as a hung disk or a stopped
+    process freezes them while their host is fine: keyed ingest at 100 req/s for 20 s, and
+    5 s in every backend the API holds (``application_name`` nfod-api) is stopped (SIGSTOP)
+    for FREEZE_SECONDS (60), longer than the API's answer limit and queue limit together.
+    The server's own limits cannot end those waits (they need the process to run) and TCP
+    sees nothing wrong; the API's watchdog (services.db_watchdog,
+    NFOD_DB_ANSWER_TIMEOUT_SECONDS) does. Each attempt is answered within about the answer
+    limit and the queue limit (the client waits up to 120 s for one), and the retries store
+    every acknowledged incident exactly once. ``ok`` asks both. Needs the right to signal
+    the server's processes (root)."""
+    import signal
+
+    from services.config import load_settings
+
+    seconds = 20
+    people = os.path.join(LOGS, "people.json")
+    stopped: list[int] = []
+    with journalled_load(
+        big_url,
+        "freeze",
+        rate=100,
+        seconds=seconds,
+        give_up=120,
+        people=people,
+        attempt_timeout=120,
+    ) as run:
+        time.sleep(5)
+        database = libpq(big_url).rsplit("/", 1)[-1]
+        with psycopg.connect(libpq(big_url), autocommit=True) as conn:
+            pids = [
+                pid
+                for (pid,) in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'nfod-api'",
+                    (database,),
+                )
+            ]
+        try:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
+            frozen_at = time.perf_counter()
+            time.sleep(FREEZE_SECONDS)
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        held = time.perf_counter() - frozen_at
+        client = run.outcome(timeout=seconds + 120 + 240)
+    settings = load_settings(database_url=big_url)
+    bound_s = settings.db_answer_timeout_seconds + settings.db_queue_timeout_seconds
+    longest_s, details = attempts_summary(run.journal)
+    check = check_journal(big_url, run.journal, run.tag)
+    return {
+        "rate_rps": 100,
+        "seconds": seconds,
+        "frozen_backends": len(stopped),
+        "frozen_seconds": round(held, 1),
+        "answer_timeout_seconds": settings.db_answer_timeout_seconds,
+        "queue_timeout_seconds": settings.db_queue_timeout_seconds,
+        "longest_attempt_seconds": round(longest_s, 2),
+        "answers_5xx_by_detail": details,
+        "client": client,
+        "check": check,
+        "ok": bool(stopped) and check["ok"] and longest_s <= bound_s + 2 and longest_s < held,
     }
 
 
@@ -1327,6 +1416,7 @@ def render_md(res: dict) -> str:
         ("crash", "Resilience: kill -9 of the API under idempotent load"),
         ("pgrestart", "Resilience: PostgreSQL (private instance) stopped and restarted under load"),
         ("lock", "Resilience: the incidents table held under load, as a migration holds it"),
+        ("freeze", "Resilience: the API's PostgreSQL server processes frozen under load"),
         ("parallel", "Resilience: parallel sweeps"),
     ):
         if key in res_r:
@@ -1462,6 +1552,7 @@ def main() -> int:
     run("crash", step_crash, big_url)
     run("pgrestart", step_pgrestart, anchor)
     run("lock", step_lock, big_url)
+    run("freeze", step_freeze, big_url)
     run("parallel", step_parallel, big_url)
     res["finished"] = iso(datetime.now(UTC))
     json.dump(res, open(os.path.join(RESULTS, "results.json"), "w"), indent=1, default=str)

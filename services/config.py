@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     db_lock_timeout_seconds: float = Field(default=10, ge=0)
     db_idle_in_transaction_timeout_seconds: float = Field(default=60, ge=0)
     db_tcp_timeout_seconds: float = Field(default=30, ge=0)
+    # And the backstop, kept by the service itself (services.db_watchdog): the longest any
+    # one wait for the server's answer lasts, for a server process frozen while its host
+    # is fine (stopped, or stuck on a hung disk), which the limits above do not end. Above
+    # the statement limit, so that a server that runs always answers first.
+    db_answer_timeout_seconds: float = Field(default=40, ge=0)
 
     # Huddles
     huddle_cutoff: time = time(9, 0)
@@ -97,6 +102,17 @@ class Settings(BaseSettings):
         for part in filter(None, (p.strip() for p in value.split(","))):
             date.fromisoformat(part)
         return value
+
+    @model_validator(mode="after")
+    def _answer_limit_above_statement_limit(self) -> Settings:
+        answer, statement = self.db_answer_timeout_seconds, self.db_statement_timeout_seconds
+        if answer and statement and answer <= statement:
+            raise ValueError(
+                f"NFOD_DB_ANSWER_TIMEOUT_SECONDS ({answer:g}) must be above "
+                f"NFOD_DB_STATEMENT_TIMEOUT_SECONDS ({statement:g}), so that a server that "
+                "runs answers with its own limit first (or 0, to turn it off)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secret_key_required_outside_development(self) -> Settings:

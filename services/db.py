@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,14 @@ from sqlalchemy import (
     event,
     exc,
     insert,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
+
+from services import db_watchdog
+from services.db_watchdog import AnswerTimeout, WatchedConnection, watch
 
 
 class JSONText(str):
@@ -72,13 +77,18 @@ class Timeouts:
     - ``idle_in_transaction``: ``idle_in_transaction_session_timeout``: the server ends a
       session whose transaction a stalled client left open, and so releases its locks;
     - ``tcp``: libpq's TCP keep-alives and ``tcp_user_timeout``, so that a server that stopped
-      answering (its host down, a cut network) counts as lost after about this long.
+      answering (its host down, a cut network) counts as lost after about this long;
+    - ``answer``: the longest any one wait for the server's answer lasts, enforced by this
+      process (services.db_watchdog): the backstop for a server process that is frozen
+      while its host is fine (stopped, or stuck on a hung disk), which none of the others
+      ends. Above ``statement``, so that a server that runs answers first.
     """
 
     statement: float = 0
     lock: float = 0
     idle_in_transaction: float = 0
     tcp: float = 0
+    answer: float = 0
 
     @classmethod
     def from_settings(cls, settings: Any) -> Timeouts:
@@ -87,6 +97,7 @@ class Timeouts:
             lock=settings.db_lock_timeout_seconds,
             idle_in_transaction=settings.db_idle_in_transaction_timeout_seconds,
             tcp=settings.db_tcp_timeout_seconds,
+            answer=settings.db_answer_timeout_seconds,
         )
 
     def connect_args(self) -> dict[str, Any]:
@@ -123,13 +134,15 @@ def make_engine(
     *,
     ping_after_idle: float = PING_AFTER_IDLE,
     timeouts: Timeouts | None = None,
+    application_name: str | None = None,
     **kwargs,
 ) -> Engine:
     """An engine for ``url``. ``timeouts`` (PostgreSQL only) bounds every wait on the server;
     the API and the sweep (``nfod scheduler``, ``nfod sweep``) pass the configured ones (the
     sweep lifts the statement limit for its own transaction: api.scheduler.run_sweep); the
     other commands (``nfod audit verify``, ``nfod demo`` ...) and migrations wait as long as
-    their work takes."""
+    their work takes. ``application_name`` (PostgreSQL) names the connections in
+    ``pg_stat_activity`` and the server's log: which process holds a lock, or is waiting."""
     kwargs.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -158,11 +171,15 @@ def make_engine(
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_timeout", 10)
     if url.startswith("postgresql"):
-        connect_args = {"connect_timeout": 5}
+        connect_args: dict[str, Any] = {"connect_timeout": 5}
         if timeouts is not None:
             connect_args.update(timeouts.connect_args())
+        if application_name:
+            connect_args["application_name"] = application_name
         kwargs.setdefault("connect_args", connect_args)
     engine = create_engine(url, **kwargs)
+    if url.startswith("postgresql") and timeouts is not None:
+        _watch_answers(engine, timeouts.answer)
     if not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine, ping_after_idle)
 
@@ -177,12 +194,25 @@ def make_engine(
 
 
 def _ended_by_server(error: BaseException) -> bool:
-    """PostgreSQL ended the session itself (Timeouts.idle_in_transaction): psycopg reports
-    it as an InternalError (SQLSTATE 25P03), which SQLAlchemy does not count as a
-    disconnect, so the dead connection would otherwise go back to the pool."""
+    """The session is over though SQLAlchemy may not see it: PostgreSQL ended it itself
+    (Timeouts.idle_in_transaction; psycopg reports an InternalError, SQLSTATE 25P03), or
+    the watchdog closed its connection (Timeouts.answer). Either would otherwise go back to
+    the pool."""
     from psycopg import errors
 
-    return isinstance(error, errors.IdleInTransactionSessionTimeout)
+    return isinstance(error, (errors.IdleInTransactionSessionTimeout, AnswerTimeout))
+
+
+def _watch_answers(engine: Engine, answer: float) -> None:
+    """The engine's connections are :class:`~services.db_watchdog.WatchedConnection`s,
+    each wait bounded by ``answer`` seconds (0: not bounded, but a block of
+    :func:`~services.db_watchdog.answer_limit` may still set one)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect, _record, cargs, cparams):
+        conn = WatchedConnection.connect(*cargs, **cparams)
+        watch(conn, answer)
+        return conn
 
 
 def _ping_when_idle(engine: Engine, after: float) -> None:
@@ -219,6 +249,20 @@ def _ping_when_idle(engine: Engine, after: float) -> None:
             raise exc.InvalidatePoolError(str(error)) from error
         if not alive:  # pragma: no cover - do_ping answers True or raises
             raise exc.InvalidatePoolError("the connection did not answer a ping")
+
+
+@contextlib.contextmanager
+def long_statements(session: Session, *, answer_limit: float | None) -> Iterator[None]:
+    """On PostgreSQL, the rest of the session's transaction runs without the statement limit
+    (Timeouts.statement; ``SET LOCAL``, so the next transaction has it again), and each wait
+    for the server's answer is bounded by ``answer_limit`` seconds (None: not at all)
+    instead of Timeouts.answer, until the block ends. Elsewhere it changes nothing."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    session.execute(text("SET LOCAL statement_timeout = 0"))
+    with db_watchdog.answer_limit(session.connection().connection.driver_connection, answer_limit):
+        yield
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

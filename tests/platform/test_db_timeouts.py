@@ -46,9 +46,9 @@ def test_the_settings_give_the_limits(db_url):
         db_idle_in_transaction_timeout_seconds=60,
         db_tcp_timeout_seconds=0,
     )
-    assert Timeouts.from_settings(settings) == Timeouts(12.5, 0, 60, 0)
+    assert Timeouts.from_settings(settings) == Timeouts(12.5, 0, 60, 0, 40)
     defaults = Timeouts.from_settings(make_settings(db_url))
-    assert defaults == Timeouts(statement=30, lock=10, idle_in_transaction=60, tcp=30)
+    assert defaults == Timeouts(statement=30, lock=10, idle_in_transaction=60, tcp=30, answer=40)
 
 
 @postgres_only
@@ -75,6 +75,29 @@ def test_the_server_and_the_driver_apply_them(db_url):
         "idle_in_transaction_session_timeout": "61s",
     }
     assert params["tcp_user_timeout"] == "9000" and params["keepalives"] == "1"
+
+
+@postgres_only
+def test_the_api_and_the_scheduler_name_their_connections(db_url, clock, monkeypatch):
+    """pg_stat_activity tells which process holds a lock or waits (application_name)."""
+    from api import scheduler
+
+    app = create_app(make_settings(db_url), clock=clock)
+    try:
+        with app.state.engine.connect() as conn:
+            assert conn.execute(text("SHOW application_name")).scalar_one() == "nfod-api"
+    finally:
+        app.state.engine.dispose()
+    named: list[str] = []
+    real = scheduler.make_engine
+
+    def spy(url, **kwargs):
+        named.append(kwargs.get("application_name"))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(scheduler, "make_engine", spy)
+    assert scheduler.run_once(make_settings(db_url), at=clock()) == 0
+    assert named == ["nfod-scheduler"]
 
 
 # --- behind a lock --------------------------------------------------------------------
