@@ -111,7 +111,10 @@ class _Watchdog:
     connections weakly: one that is closed and dropped leaves its set by itself."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        # Re-entrant: a connection may be closed by a finalizer (SQLAlchemy's pool returns
+        # a connection dropped without being closed) in whatever thread the garbage
+        # collector runs in - the watchdog's own, while it holds this, included.
+        self.lock = threading.RLock()
         self._connections: weakref.WeakSet[WatchedConnection] = weakref.WeakSet()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
@@ -133,7 +136,10 @@ class _Watchdog:
         while True:
             self._wake.wait(self._nap)
             self._wake.clear()
-            self.check(time.monotonic())
+            try:
+                self.check(time.monotonic())
+            except Exception:  # pragma: no cover - the watch must go on whatever happens
+                log.exception("database watchdog check failed")
 
     def check(self, now: float) -> int:
         """End every wait that has outlasted its connection's limit; how many it ended."""
@@ -162,7 +168,10 @@ def _shut_down(conn: WatchedConnection) -> bool:
         fd = conn.pgconn.socket
     except psycopg.OperationalError:  # already finished by the driver
         return False
-    duplicate = socket.socket(fileno=os.dup(fd))
+    try:
+        duplicate = socket.socket(fileno=os.dup(fd))
+    except OSError:  # closed meanwhile
+        return False
     try:
         duplicate.shutdown(socket.SHUT_RDWR)
     except OSError:  # not connected any more
