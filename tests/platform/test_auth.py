@@ -81,6 +81,13 @@ def test_unknown_user_and_wrong_password_are_indistinguishable(client, factory, 
     assert 0.2 < wrong_time / unknown_time < 5
 
 
+def test_the_unknown_users_hash_has_the_hashers_parameters():
+    """The hash an unknown username is verified against is written out in the code; were the
+    hasher's parameters changed, it would cost another time than a real user's."""
+    assert not security._hasher.check_needs_rehash(security._DUMMY_HASH)
+    assert security.verify_password(None, "anything") is False
+
+
 def test_login_failures_are_audited_without_the_username_or_password(client, factory, session):
     user = factory.user("coordinator")
     login(client, user.username, "bad password 1")
