@@ -893,35 +893,39 @@ def step_lock(big_url: str) -> dict:
             conn.rollback()
             held = time.perf_counter() - taken
         client = run.outcome(timeout=seconds + 120 + 120)
-    from services.config import load_settings
-
-    settings = load_settings(database_url=big_url)
-    bound_s = settings.db_lock_timeout_seconds + settings.db_queue_timeout_seconds
-    longest_s, details = attempts_summary(run.journal)
-    check = check_journal(big_url, run.journal, run.tag)
     return {
         "rate_rps": 100,
         "seconds": seconds,
         "held_seconds": round(held, 1),
-        "lock_timeout_seconds": settings.db_lock_timeout_seconds,
-        "queue_timeout_seconds": settings.db_queue_timeout_seconds,
-        "longest_attempt_seconds": round(longest_s, 2),
-        "answers_5xx_by_detail": details,
         "client": client,
-        "check": check,
-        "ok": check["ok"] and longest_s <= bound_s + 2 and longest_s < held,
+        **within_limits(big_url, run, "db_lock_timeout_seconds", stalled_s=held),
     }
 
 
-def attempts_summary(journal: str) -> tuple[float, dict[str, int]]:
-    """The longest attempt of a journalled load, in seconds, and its 5xx answers by their
-    problem detail."""
-    attempts = [json.loads(line) for line in open(journal)]
+def within_limits(url: str, run: JournalledLoad, limit: str, *, stalled_s: float) -> dict:
+    """A journalled load through a stall of ``stalled_s`` seconds, judged: its longest
+    attempt, its 5xx answers by their problem detail and the journal's check; ``ok`` when
+    the check passed and every attempt was answered within the API's ``limit`` (a setting's
+    name) and queue limit (plus 2 s) and sooner than the stall."""
+    from services.config import load_settings
+
+    settings = load_settings(database_url=url)
+    bound_s = getattr(settings, limit) + settings.db_queue_timeout_seconds
+    attempts = [json.loads(line) for line in open(run.journal)]
     details: dict[str, int] = {}
     for a in attempts:
         if a.get("detail"):
             details[a["detail"]] = details.get(a["detail"], 0) + 1
-    return max(a.get("ms", 0) for a in attempts) / 1000, details
+    longest_s = max(a.get("ms", 0) for a in attempts) / 1000
+    check = check_journal(url, run.journal, run.tag)
+    return {
+        limit.removeprefix("db_"): getattr(settings, limit),
+        "queue_timeout_seconds": settings.db_queue_timeout_seconds,
+        "longest_attempt_seconds": round(longest_s, 2),
+        "answers_5xx_by_detail": details,
+        "check": check,
+        "ok": check["ok"] and longest_s <= bound_s + 2 and longest_s < stalled_s,
+    }
 
 
 def step_freeze(big_url: str) -> dict:
@@ -936,8 +940,6 @@ def step_freeze(big_url: str) -> dict:
     every acknowledged incident exactly once. ``ok`` asks both. Needs the right to signal
     the server's processes (root)."""
     import signal
-
-    from services.config import load_settings
 
     seconds = 20
     people = os.path.join(LOGS, "people.json")
@@ -974,22 +976,15 @@ def step_freeze(big_url: str) -> dict:
                     os.kill(pid, signal.SIGCONT)
         held = time.perf_counter() - frozen_at
         client = run.outcome(timeout=seconds + 120 + 240)
-    settings = load_settings(database_url=big_url)
-    bound_s = settings.db_answer_timeout_seconds + settings.db_queue_timeout_seconds
-    longest_s, details = attempts_summary(run.journal)
-    check = check_journal(big_url, run.journal, run.tag)
+    judged = within_limits(big_url, run, "db_answer_timeout_seconds", stalled_s=held)
     return {
         "rate_rps": 100,
         "seconds": seconds,
         "frozen_backends": len(stopped),
         "frozen_seconds": round(held, 1),
-        "answer_timeout_seconds": settings.db_answer_timeout_seconds,
-        "queue_timeout_seconds": settings.db_queue_timeout_seconds,
-        "longest_attempt_seconds": round(longest_s, 2),
-        "answers_5xx_by_detail": details,
         "client": client,
-        "check": check,
-        "ok": bool(stopped) and check["ok"] and longest_s <= bound_s + 2 and longest_s < held,
+        **judged,
+        "ok": bool(stopped) and judged["ok"],
     }
 
 
