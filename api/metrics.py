@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily
+
+from services import db_watchdog
 
 REQUESTS = Counter(
     "nfod_http_requests_total",
@@ -26,6 +36,21 @@ WEBHOOK_DELIVERIES = Counter(
 )
 OUTBOX_BACKLOG = Gauge("nfod_webhook_outbox_backlog", "Webhook deliveries still pending")
 SWEEP_FAILURES = Counter("nfod_sweep_failures_total", "Sweeps that failed and will be retried")
+
+
+class _AbandonedWaits:
+    """The watchdog's count (services.db_watchdog), read when the metrics are scraped: a
+    PostgreSQL server process that stopped answering while its host is fine."""
+
+    def collect(self):
+        yield CounterMetricFamily(
+            "nfod_db_waits_abandoned",
+            "Waits for PostgreSQL's answer given up after NFOD_DB_ANSWER_TIMEOUT_SECONDS",
+            value=db_watchdog.abandoned_total(),
+        )
+
+
+REGISTRY.register(_AbandonedWaits())
 
 
 def render() -> tuple[bytes, str]:

@@ -125,6 +125,7 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._nap = _LONGEST_NAP
+        self.abandoned = 0  # waits ended, since the process started
 
     def add(self, conn: WatchedConnection) -> None:
         with self.lock:
@@ -160,11 +161,18 @@ class _Watchdog:
                     conn._abandoned = 0.0
                     continue
                 ended += 1
+                self.abandoned += 1
                 log.warning(
                     "database wait abandoned",
                     extra={"waited_seconds": round(now - since, 1), "limit_seconds": limit},
                 )
         return ended
+
+
+def abandoned_total() -> int:
+    """How many waits the watchdog has ended since this process started (Prometheus:
+    ``nfod_db_waits_abandoned_total``, api.metrics)."""
+    return _watchdog.abandoned
 
 
 def _shut_down(conn: WatchedConnection) -> bool:

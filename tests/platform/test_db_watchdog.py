@@ -201,6 +201,7 @@ def test_a_request_on_a_frozen_server_is_503_then_its_retry_is_201(db_url, engin
 
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
+            abandoned_before = _abandoned_metric(client)
             with captured_json_logs("nfod.errors", "nfod.db") as logs:
                 armed.set()
                 started = time.monotonic()
@@ -222,6 +223,7 @@ def test_a_request_on_a_frozen_server_is_503_then_its_retry_is_201(db_url, engin
                 ("database unavailable", "AnswerTimeout"),
             ]
             assert _count(engine, "FROZEN-1") == 0  # nothing of it was kept
+            assert _abandoned_metric(client) == abandoned_before + 1
 
             again = client.post("/v1/incidents", json=payload, headers=headers)
             assert again.status_code == 201, again.text
@@ -230,3 +232,10 @@ def test_a_request_on_a_frozen_server_is_503_then_its_retry_is_201(db_url, engin
     finally:
         app.state.engine.dispose()
     assert _count(engine, "FROZEN-1") == 1
+
+
+def _abandoned_metric(client: TestClient) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("nfod_db_waits_abandoned_total "):
+            return float(line.split()[1])
+    raise AssertionError("nfod_db_waits_abandoned_total is not in /metrics")
