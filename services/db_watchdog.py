@@ -103,9 +103,7 @@ def answer_limit(conn: Any, limit: float | None) -> Iterator[None]:
         yield
         return
     kept = conn.answer_limit
-    conn.answer_limit = limit or None
-    if conn.answer_limit is not None:
-        _watchdog.add(conn)
+    watch(conn, limit)
     try:
         yield
     finally:
