@@ -25,6 +25,7 @@ from services.db import (
     make_request_session_factory,
     make_session_factory,
 )
+from services.security import limit_hashing
 
 log = logging.getLogger("nfod.app")
 WEB_DIR = next(
@@ -67,6 +68,7 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    limit_hashing(settings.password_hash_slots)
     engine = engine or make_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,

@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -124,29 +125,36 @@ class UnitOfWorkRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
 
 
-def session_slots(request: Request) -> asyncio.Semaphore:
-    """The worker's admission limit for database sessions (``Settings.session_slots``), one
-    per event loop (a test client may run the app on more than one)."""
+def _per_loop_semaphore(request: Request, name: str, size: int) -> asyncio.Semaphore:
+    """An admission limit of the worker's, kept on the app's state under ``name``: one per
+    event loop (a test client may run the app on more than one)."""
     loop = asyncio.get_running_loop()
     state = request.app.state
-    current = getattr(state, "session_slots", None)
+    current = getattr(state, name, None)
     if current is None or current[0] is not loop:
-        current = (loop, asyncio.Semaphore(state.settings.session_slots))
-        state.session_slots = current
+        current = (loop, asyncio.Semaphore(size))
+        setattr(state, name, current)
     return current[1]
 
 
-async def admit(request: Request) -> asyncio.Semaphore:
-    """Take one of the worker's session slots (:func:`session_slots`) for the request, and
-    return the semaphore to give it back to. A request that cannot get one within
-    ``Settings.db_queue_timeout_seconds`` is answered 503 with Retry-After instead: when the
-    database stalls (a table held by a migration, a lost server) every slot's request waits out
-    its own limit (services.db.Timeouts), and without this bound the requests queued behind
-    them would wait for turn after turn."""
-    slots = session_slots(request)
+def session_slots(request: Request) -> asyncio.Semaphore:
+    """The worker's admission limit for database sessions (``Settings.session_slots``)."""
+    return _per_loop_semaphore(request, "session_slots", request.app.state.settings.session_slots)
+
+
+def hash_slots(request: Request) -> asyncio.Semaphore:
+    """The worker's admission limit for password hashes (``Settings.password_hash_slots``)."""
+    return _per_loop_semaphore(
+        request, "hash_slots", request.app.state.settings.password_hash_slots
+    )
+
+
+async def _take(request: Request, slots: asyncio.Semaphore) -> None:
+    """Take one of ``slots``, waiting at most ``Settings.db_queue_timeout_seconds`` on the
+    event loop (holding neither a thread nor a connection), or answer 503 with Retry-After."""
     if not slots.locked():
         await slots.acquire()  # free: taken without waiting
-        return slots
+        return
     limit = request.app.state.settings.db_queue_timeout_seconds
     try:
         async with asyncio.timeout(limit):
@@ -157,7 +165,32 @@ async def admit(request: Request) -> asyncio.Semaphore:
             "the service is too busy to take this request now; retry shortly",
             headers={"Retry-After": "1"},
         ) from None
+
+
+async def admit(request: Request) -> asyncio.Semaphore:
+    """Take one of the worker's session slots (:func:`session_slots`) for the request, and
+    return the semaphore to give it back to. A request that cannot get one within
+    ``Settings.db_queue_timeout_seconds`` is answered 503 with Retry-After instead: when the
+    database stalls (a table held by a migration, a lost server) every slot's request waits out
+    its own limit (services.db.Timeouts), and without this bound the requests queued behind
+    them would wait for turn after turn."""
+    slots = session_slots(request)
+    await _take(request, slots)
     return slots
+
+
+@asynccontextmanager
+async def hashing_turn(request: Request) -> AsyncIterator[None]:
+    """A turn to hash a password (:func:`hash_slots`), taken like a session slot. Those
+    waiting for one hold no thread, so a burst of sign-ins cannot take the thread pool from
+    the requests that hold sessions; and at most that many hashes (64 MiB each) run at once
+    (services.security also bounds the process's hashes, with the same setting)."""
+    slots = hash_slots(request)
+    await _take(request, slots)
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def open_session(request: Request) -> Session:
@@ -224,6 +257,10 @@ async def _session(request: Request) -> AsyncIterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]
+# The same, for a coroutine handler that needs more than one unit of work, with time between
+# them that holds no session (api.routes.auth: a sign-in's password hash):
+# ``async with unit_of_work(request) as session:`` then the work, in the thread pool.
+unit_of_work = asynccontextmanager(_session)
 Now = Annotated[datetime, Depends(get_now)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 

@@ -13,9 +13,10 @@ Environment (all optional):
     BENCH_READS               requests per read endpoint (default 100)
     BENCH_REPORT_READS        requests per report view (default 20)
     BENCH_OVERDUE_BATCH       newly overdue incidents for the sweep figure (default 10000)
-    BENCH_ONLY                comma list of steps: generate,reads,sweep,ingest,crash,pgrestart,lock,freeze,parallel
+    BENCH_ONLY                comma list of steps: generate,reads,sweep,ingest,crash,pgrestart,lock,freeze,parallel,signins
     BENCH_LOCK_HOLD_SECONDS   how long the lock step holds the incidents table (default 30)
     BENCH_FREEZE_SECONDS      how long the freeze step stops the API's server processes (default 60)
+    BENCH_SIGNIN_BURST        sign-ins at once in the signins step (default 20)
     BENCH_PG_BIN              PostgreSQL binaries for the private instance (/usr/lib/postgresql/15/bin)
     BENCH_PRIVATE_PG_PORT     port of the private instance (default 5544)
 
@@ -988,6 +989,82 @@ def step_freeze(big_url: str) -> dict:
     }
 
 
+SIGNIN_BURST = int(os.environ.get("BENCH_SIGNIN_BURST", "20"))
+SIGNIN_ROUNDS = 3
+
+
+async def _signin_bursts(base: str, burst: int, rounds: int, bearer: str) -> dict:
+    """``rounds`` bursts of ``burst`` sign-ins at once, each while a reader asks for an
+    incident page every 20 ms: how long the burst takes, and what it does to a read."""
+    import asyncio
+
+    signins: list[float] = []
+    reads: list[float] = []
+    statuses: dict[str, int] = {}
+    burst_seconds: list[float] = []
+    form = {"username": BENCH_COORDINATOR[0], "password": BENCH_COORDINATOR[1]}
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+
+        async def sign_in() -> None:
+            t = time.perf_counter()
+            r = await client.post("/v1/auth/token", data=form)
+            signins.append(time.perf_counter() - t)
+            statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
+
+        async def reader(stop: asyncio.Event) -> None:
+            headers = {"Authorization": f"Bearer {bearer}"}
+            while not stop.is_set():
+                t = time.perf_counter()
+                r = await client.get("/v1/incidents?limit=1", headers=headers)
+                r.raise_for_status()
+                reads.append(time.perf_counter() - t)
+                await asyncio.sleep(0.02)
+
+        for _ in range(rounds):
+            stop = asyncio.Event()
+            reading = asyncio.create_task(reader(stop))
+            t = time.perf_counter()
+            await asyncio.gather(*(sign_in() for _ in range(burst)))
+            burst_seconds.append(round(time.perf_counter() - t, 2))
+            stop.set()
+            await reading
+            await asyncio.sleep(1)
+    return {
+        "statuses": statuses,
+        "burst_seconds": burst_seconds,
+        "sign_in": summary_ms(signins),
+        "read_during_burst": summary_ms(reads),
+    }
+
+
+def step_signins(big_url: str) -> dict:
+    """A burst of sign-ins, as at the start of a shift (or an attacker's): SIGNIN_BURST
+    (20) at once, three times, against a fresh API process. Each argon2id hash takes 64 MiB
+    while it runs; the API hashes NFOD_PASSWORD_HASH_SLOTS at a time (api.deps.hashing_turn),
+    holding no database session or thread while a sign-in waits for its turn. Records the
+    process's peak RSS (its VmHWM, start-up included) and a read's latency during the
+    bursts. Compare with a larger ``NFOD_PASSWORD_HASH_SLOTS`` in the environment."""
+    import asyncio
+
+    server = Server("api-signins", "api", big_url, API_PORT, LOGS)
+    server.start()
+    try:
+        bearer = token(server.base, *BENCH_COORDINATOR)
+        rss_before = server.peak_rss_mb()
+        out = asyncio.run(_signin_bursts(server.base, SIGNIN_BURST, SIGNIN_ROUNDS, bearer))
+        out.update(
+            burst=SIGNIN_BURST,
+            rounds=SIGNIN_ROUNDS,
+            hash_slots=int(os.environ.get("NFOD_PASSWORD_HASH_SLOTS", "0")) or "default",
+            peak_rss_mb_before=rss_before,
+            peak_rss_mb=server.peak_rss_mb(),
+            rss_mb_after=server.rss_mb(),
+        )
+        return out
+    finally:
+        server.stop()
+
+
 def private_postgres(tmp: str) -> dict:
     """initdb + start a throw-away PostgreSQL on PRIVATE_PORT, owned by the postgres user."""
     data = os.path.join(tmp, "pgdata")
@@ -1310,6 +1387,13 @@ def render_md(res: dict) -> str:
             50,
         )
     row("API peak RSS under ingest", ing.get("api_peak_rss_mb"), " MB", "<=", 150)
+    signins = r.get("signins", {})
+    if signins:
+        lines.append(
+            f"| API peak RSS under a burst of {signins.get('burst')} sign-ins (not a goal of"
+            f" issue 7; {signins.get('hash_slots')} hashes at once) |"
+            f" {signins.get('peak_rss_mb')} MB | - | - |"
+        )
     lines += [
         "",
         "## Ingest (side by side)",
@@ -1413,6 +1497,7 @@ def render_md(res: dict) -> str:
         ("lock", "Resilience: the incidents table held under load, as a migration holds it"),
         ("freeze", "Resilience: the API's PostgreSQL server processes frozen under load"),
         ("parallel", "Resilience: parallel sweeps"),
+        ("signins", "Memory: a burst of sign-ins (argon2id, 64 MiB each while it runs)"),
     ):
         if key in res_r:
             lines += [
@@ -1548,6 +1633,7 @@ def main() -> int:
     run("pgrestart", step_pgrestart, anchor)
     run("lock", step_lock, big_url)
     run("freeze", step_freeze, big_url)
+    run("signins", step_signins, big_url)
     run("parallel", step_parallel, big_url)
     res["finished"] = iso(datetime.now(UTC))
     json.dump(res, open(os.path.join(RESULTS, "results.json"), "w"), indent=1, default=str)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=10, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
     login_max_failures_per_address: int = Field(default=50, ge=1)
+    # Password hashes (argon2id: 64 MiB each, its lanes in threads) a process makes at once;
+    # more sign-ins wait their turn (api.deps.hashing_turn, services.security.limit_hashing).
+    password_hash_slots: int = Field(default=1, ge=1, le=64)
 
     # Intake and follow-ups
     contact_window_hours: int = Field(default=72, ge=1)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,15 +29,39 @@ API_KEY_PREFIX = "nfod_"
 TOKEN_PREFIX = "v1."
 
 
+# An argon2id hash with these parameters takes 64 MiB while it runs, and its four lanes run
+# in threads: here 0.14-0.18 s of wall time and 0.24-0.28 s of CPU, so one hash already uses
+# most of two cores. The hashes a process makes at once are therefore bounded: more at once
+# would not finish a burst sooner, and unbounded, a burst of sign-ins (or an attacker's)
+# costs 64 MiB each: ten at once took a process to 754 MB (BENCHMARKS.md, nineteenth round).
+# The rest wait for a turn (the API waits on its event loop first: api.deps.hashing_turn).
+DEFAULT_HASH_SLOTS = 1
+_hash_slots = threading.Semaphore(DEFAULT_HASH_SLOTS)
+
+
+def limit_hashing(slots: int) -> None:
+    """Make at most ``slots`` password hashes at once from now on (Settings.password_hash_slots)."""
+    if slots < 1:
+        raise ValueError("at least one password hash must be able to run")
+    global _hash_slots
+    _hash_slots = threading.Semaphore(slots)
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _hash_slots:
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` is the one ``password_hash`` was made from. With no hash (an
+    unknown user) a hash nobody knows the password of is verified instead, so that both
+    failures cost the same."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        with _hash_slots:
+            verified = _hasher.verify(password_hash or _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return False
+    return verified and password_hash is not None
 
 
 def _b64(data: bytes) -> str:

@@ -3,37 +3,63 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
 
-from api.deps import AppSettings, CurrentPrincipal, DbSession, Now, UnitOfWorkRoute, client_addr
+from api.deps import (
+    AppSettings,
+    CurrentPrincipal,
+    Now,
+    UnitOfWorkRoute,
+    client_addr,
+    hashing_turn,
+    unit_of_work,
+)
 from api.schemas.accounts import MeOut, TokenOut
 from api.schemas.common import problem_responses
 from services import auth
 from services.errors import Unauthorized
+from services.security import verify_password
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["auth"])
 
 
 @router.post("/v1/auth/token", response_model=TokenOut, responses=problem_responses(429))
-def issue_token(
+async def issue_token(
     request: Request,
-    session: DbSession,
     settings: AppSettings,
     now: Now,
     username: Annotated[str, Form(min_length=1, max_length=150)],
     password: Annotated[str, Form(min_length=1, max_length=1000)],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> TokenOut:
-    """OAuth2 password grant. Unknown user and wrong password answer exactly alike."""
-    result = auth.login(
-        session,
-        settings=settings,
-        now=now,
-        username=username,
-        password=password,
-        client_addr=client_addr(request),
-    )
+    """OAuth2 password grant. Unknown user and wrong password answer exactly alike.
+
+    The password's hash is checked between two units of work, holding no database session
+    (services.auth.begin_login), and with a turn taken on the event loop (api.deps.hashing_turn),
+    so that a burst of sign-ins keeps other requests from neither the database nor the
+    thread pool, and hashes at most ``NFOD_PASSWORD_HASH_SLOTS`` at once (64 MiB each)."""
+    async with unit_of_work(request) as session:
+        attempt = await run_in_threadpool(
+            auth.begin_login,
+            session,
+            settings=settings,
+            now=now,
+            username=username,
+            client_addr=client_addr(request),
+        )
+    async with hashing_turn(request):
+        password_ok = await run_in_threadpool(verify_password, attempt.password_hash, password)
+    async with unit_of_work(request) as session:
+        # committed (a failure kept for throttling and audit) before the answer
+        result = await run_in_threadpool(
+            auth.end_login,
+            session,
+            settings=settings,
+            now=now,
+            attempt=attempt,
+            password_ok=password_ok,
+        )
     if result.token is None:
-        session.commit()  # keep the failure (throttling and audit) before answering 401
         raise Unauthorized("wrong username or password", headers={"WWW-Authenticate": "Bearer"})
     return TokenOut(access_token=result.token, expires_in=result.expires_in)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from sqlalchemy import select, text
 
+from api.routes import auth as auth_routes
 from models.api_client import ApiClient
 from models.audit import AuditEntry
 from services import security
@@ -86,6 +88,191 @@ def test_the_unknown_users_hash_has_the_hashers_parameters():
     hasher's parameters changed, it would cost another time than a real user's."""
     assert not security._hasher.check_needs_rehash(security._DUMMY_HASH)
     assert security.verify_password(None, "anything") is False
+
+
+class _Overlap:
+    """A hasher whose verify records how many calls run at once; each waits at ``barrier``
+    (if given) so that calls allowed to overlap are seen to."""
+
+    def __init__(self, barrier: threading.Barrier | None = None):
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.barrier = barrier
+
+    def verify(self, *args):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait(timeout=5)
+            time.sleep(0.05)
+            return False
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def process_hash_limit():
+    """limit_hashing for one test, restored afterwards."""
+    yield security.limit_hashing
+    security.limit_hashing(security.DEFAULT_HASH_SLOTS)
+
+
+def _verify_at_once(n: int) -> None:
+    threads = [
+        threading.Thread(target=security.verify_password, args=("$argon2id$x", "p"))
+        for _ in range(n)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_password_hashes_are_made_at_most_slots_at_a_time(process_hash_limit, monkeypatch, slots):
+    """Each argon2 hash takes 64 MiB while it runs: a burst of sign-ins waits for turns
+    instead of taking 64 MiB each at once."""
+    process_hash_limit(slots)
+    overlap = _Overlap(threading.Barrier(slots) if slots > 1 else None)
+    monkeypatch.setattr(security, "_hasher", overlap)
+    _verify_at_once(4)
+    assert overlap.most == slots and overlap.running == 0
+
+
+def test_the_setting_limits_the_hashes(make_client, process_hash_limit, monkeypatch):
+    make_client(password_hash_slots=1)
+    overlap = _Overlap()
+    monkeypatch.setattr(security, "_hasher", overlap)
+    _verify_at_once(3)
+    assert overlap.most == 1
+    with pytest.raises(ValueError):
+        process_hash_limit(0)
+
+
+def test_a_sign_in_holds_no_database_session_while_its_password_is_hashed(
+    make_client, factory, process_hash_limit, monkeypatch
+):
+    """With one session slot, a request made while a sign-in waits for its hash is answered
+    at once, not queued behind the sign-in (and shed after the queue limit)."""
+    user = factory.user("coordinator")
+    partner = factory.partner()
+    client = make_client(db_sessions=1, db_queue_timeout_seconds=0.5)
+    hashing, go_on = threading.Event(), threading.Event()
+    real_verify = auth_routes.verify_password
+
+    def slow_verify(password_hash, password):
+        hashing.set()
+        go_on.wait(10)
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(auth_routes, "verify_password", slow_verify)
+    signed_in: list = []
+    signing_in = threading.Thread(
+        target=lambda: signed_in.append(login(client, user.username, TEST_PASSWORD))
+    )
+    signing_in.start()
+    try:
+        assert hashing.wait(10)
+        during = client.get("/v1/incidents", headers=partner.headers)
+    finally:
+        go_on.set()
+        signing_in.join(10)
+    assert during.status_code == 200, during.text
+    assert signed_in and signed_in[0].status_code == 200, signed_in
+
+
+class _HeldHashes:
+    """Stands in for the route's verify_password: each call is counted and waits until let
+    go, then verifies for real."""
+
+    def __init__(self):
+        self.entered = threading.Semaphore(0)
+        self.go_on = threading.Event()
+        self.real = auth_routes.verify_password
+
+    def __call__(self, password_hash, password):
+        self.entered.release()
+        self.go_on.wait(10)
+        return self.real(password_hash, password)
+
+
+def _sign_in_in_background(client, username: str, answers: list) -> threading.Thread:
+    thread = threading.Thread(target=lambda: answers.append(login(client, username, TEST_PASSWORD)))
+    thread.start()
+    return thread
+
+
+def test_sign_ins_waiting_for_their_turn_to_hash_hold_no_thread(make_client, factory, monkeypatch):
+    """With two threads and one hashing turn, three sign-ins at once (one hashing, two
+    waiting for the turn on the event loop) still leave a thread for other requests."""
+    user = factory.user("coordinator")
+    partner = factory.partner()
+    client = make_client(
+        threadpool_size=2, db_sessions=1, password_hash_slots=1, db_queue_timeout_seconds=5
+    )
+    held = _HeldHashes()
+    monkeypatch.setattr(auth_routes, "verify_password", held)
+    answers: list = []
+    threads = [_sign_in_in_background(client, user.username, answers) for _ in range(3)]
+    try:
+        assert held.entered.acquire(timeout=10)
+        time.sleep(0.3)  # the other two reach their wait for the turn
+        assert not held.entered.acquire(blocking=False)  # one at a time
+        started = time.monotonic()
+        during = client.get("/v1/incidents", headers=partner.headers)
+        waited = time.monotonic() - started
+    finally:
+        held.go_on.set()
+        for t in threads:
+            t.join(20)
+    assert during.status_code == 200, during.text
+    assert waited < 4, waited
+    assert [a.status_code for a in answers] == [200, 200, 200]
+
+
+def test_a_sign_in_that_gets_no_turn_to_hash_in_time_is_503(make_client, factory, monkeypatch):
+    user = factory.user("coordinator")
+    client = make_client(password_hash_slots=1, db_queue_timeout_seconds=0.3)
+    held = _HeldHashes()
+    monkeypatch.setattr(auth_routes, "verify_password", held)
+    answers: list = []
+    first = _sign_in_in_background(client, user.username, answers)
+    try:
+        assert held.entered.acquire(timeout=10)
+        shed = login(client, user.username, TEST_PASSWORD)
+    finally:
+        held.go_on.set()
+        first.join(10)
+    body = assert_problem(shed, 503)
+    assert body["detail"] == "the service is too busy to take this request now; retry shortly"
+    assert shed.headers["retry-after"] == "1"
+    assert [a.status_code for a in answers] == [200]
+
+
+def test_a_user_deactivated_while_the_password_is_hashed_is_refused(
+    client, factory, session, monkeypatch
+):
+    """The sign-in reads the user again after the hash: one deactivated meanwhile gets the
+    same 401 as a wrong password, and the failure is recorded."""
+    user = factory.user("coordinator")
+    real_verify = auth_routes.verify_password
+
+    def verify_then_deactivate(password_hash, password):
+        ok = real_verify(password_hash, password)
+        with session.begin():
+            session.execute(text("UPDATE users SET active = false WHERE id = :id"), {"id": user.id})
+        return ok
+
+    monkeypatch.setattr(auth_routes, "verify_password", verify_then_deactivate)
+    assert_problem(login(client, user.username, TEST_PASSWORD), 401)
+    failed = session.execute(
+        select(AuditEntry).where(AuditEntry.action == "login_failed")
+    ).scalar_one()
+    assert failed.subject_id == user.id
 
 
 def test_login_failures_are_audited_without_the_username_or_password(client, factory, session):
