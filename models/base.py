@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator
@@ -52,12 +53,38 @@ JSONType = JSON().with_variant(JSON(none_as_null=True), "postgresql")
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def new_id() -> str:
+def new_random_id() -> str:
     """A random (version 4) UUID in its canonical text form, made from 16 random bytes
-    directly: the same 122 random bits as ``str(uuid.uuid4())``, at a fifth of its cost (an
-    intake makes six ids)."""
+    directly: the same 122 random bits as ``str(uuid.uuid4())``, at a fifth of its cost.
+
+    For a person: a person's id is shown to every partner whose incident names them, and a
+    time-ordered id (:func:`new_id`) would tell each of them when the person's first
+    overdose was recorded, by whichever agency."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def time_ordered_id(ms: int, rand: bytes) -> str:
+    """The version 7 UUID (RFC 9562) of Unix time ``ms`` (milliseconds, 48 bits) and 10
+    random bytes (74 of their bits are used), in canonical text form."""
+    t = f"{ms:012x}"
+    r = rand.hex()
+    return f"{t[:8]}-{t[8:12]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
+
+
+def new_id() -> str:
+    """A new row's id: a version 7 UUID, its creation time in milliseconds and then 74 random
+    bits, so that ids sort by creation time, as text too.
+
+    A random id puts each new row's entry in its primary key (and in every index on a column
+    that refers to it) on a random page: with a cold cache a read from disk, after a
+    checkpoint a whole page written to the WAL, and pages split half-full. A time-ordered one
+    puts it at the right-hand edge, a page already in memory (BENCHMARKS.md, seventeenth and
+    nineteenth rounds). The id tells its row's creation time to whoever sees it: so it is
+    used for rows whose creation time those who see the id see anyway (an incident, a
+    contact attempt, an audit entry, a key's stored answer), never for a person's
+    (:func:`new_random_id`)."""
+    return time_ordered_id(time.time_ns() // 1_000_000, os.urandom(10))
 
 
 class Base(DeclarativeBase):
@@ -65,5 +92,9 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-def id_column() -> Mapped[str]:
-    return mapped_column(String(36), primary_key=True, default=new_id)
+def id_column(*, time_ordered: bool = True) -> Mapped[str]:
+    """A 36-character UUID primary key: time-ordered (:func:`new_id`) unless the row's
+    creation time must not be told by its id (:func:`new_random_id`)."""
+    return mapped_column(
+        String(36), primary_key=True, default=new_id if time_ordered else new_random_id
+    )

@@ -32,7 +32,7 @@ class Person(Base):
         ),
     )
 
-    id: Mapped[str] = id_column()
+    id: Mapped[str] = id_column(time_ordered=False)  # models.base.new_random_id says why
     chi: Mapped[str | None] = mapped_column(String(10), unique=True)
     given_name: Mapped[str | None] = mapped_column(String(100))
     family_name: Mapped[str | None] = mapped_column(String(100))

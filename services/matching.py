@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from models.base import new_id
+from models.base import new_id, new_random_id
 from models.person import Person, PossibleDuplicate
 from services.db import execute_direct, insert_rows, plain_insert
 
@@ -393,7 +393,7 @@ def match(session: Session, details: PersonDetails, *, now: datetime) -> Match:
             _update(session, row.id, changes)
             return Match(row.id, False)
     values = {
-        "id": new_id(),
+        "id": new_random_id(),  # a person's: its creation time is not to be told
         "chi": details.chi,
         "given_name": details.given_name,
         "family_name": details.family_name,

@@ -98,6 +98,9 @@ def _dialect(session: Session) -> str:
 
 
 def _sql_id(dialect: str) -> ColumnElement[str]:
+    """An id made by the database for each row of a set-based insert (the sweep's alerts):
+    random, not time-ordered like models.base.new_id; the sweep raises a few at a time, so
+    where their index entries go does not count (PostgreSQL 15 has no uuidv7())."""
     if dialect == "postgresql":
         return literal_column("gen_random_uuid()::text", String)
     return literal_column(f"({_SQLITE_UUID})", String)

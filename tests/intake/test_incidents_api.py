@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import select
 
+from models.audit import AuditEntry
 from models.incident import Incident, IncidentSubstance
 from models.person import Person
 from tests.conftest import assert_problem
@@ -91,3 +94,18 @@ def test_substances_stored_in_order(client, cast, body, session):
     )
     assert rows == ["b", "a", "c"]
     assert session.get(Incident, inc["id"]).postcode_district == "DD3"
+
+
+def test_an_incident_id_is_time_ordered_and_its_persons_random(client, cast, body, session):
+    """An incident's id (like a contact attempt's or an audit entry's) starts with its
+    creation time, so that its index entries go to the right-hand edge; a person's does
+    not, since partners see it and it would tell when the person was first recorded."""
+    first = client.post("/v1/incidents", json=body(), headers=cast.partner_a.headers).json()
+    time.sleep(0.002)  # a later millisecond
+    second = client.post("/v1/incidents", json=body(), headers=cast.partner_b.headers).json()
+    assert uuid.UUID(first["id"]).version == 7 and uuid.UUID(second["id"]).version == 7
+    assert first["id"] < second["id"]
+    assert first["person_id"] == second["person_id"]
+    assert uuid.UUID(first["person_id"]).version == 4
+    entries = session.execute(select(AuditEntry.id)).scalars().all()
+    assert entries and all(uuid.UUID(e).version == 7 for e in entries)
