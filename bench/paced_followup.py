@@ -37,7 +37,7 @@ from bench.servers import Server
 
 
 def _lsn(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0]
+    return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])
 
 
 class _WaitSampler:
