@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
@@ -21,6 +22,13 @@ from services.errors import Unauthorized
 from services.security import verify_password
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["auth"])
+T = TypeVar("T")
+
+
+async def _in_unit_of_work(request: Request, work: Callable[..., T], **kwargs: Any) -> T:
+    """``work(session, **kwargs)`` in a unit of work of its own, in the thread pool."""
+    async with unit_of_work(request) as session:
+        return await run_in_threadpool(work, session, **kwargs)
 
 
 @router.post("/v1/auth/token", response_model=TokenOut, responses=problem_responses(429))
@@ -38,27 +46,25 @@ async def issue_token(
     (services.auth.begin_login), and with a turn taken on the event loop (api.deps.hashing_turn),
     so that a burst of sign-ins keeps other requests from neither the database nor the
     thread pool, and hashes at most ``NFOD_PASSWORD_HASH_SLOTS`` at once (64 MiB each)."""
-    async with unit_of_work(request) as session:
-        attempt = await run_in_threadpool(
-            auth.begin_login,
-            session,
-            settings=settings,
-            now=now,
-            username=username,
-            client_addr=client_addr(request),
-        )
+    attempt = await _in_unit_of_work(
+        request,
+        auth.begin_login,
+        settings=settings,
+        now=now,
+        username=username,
+        client_addr=client_addr(request),
+    )
     async with hashing_turn(request):
         password_ok = await run_in_threadpool(verify_password, attempt.password_hash, password)
-    async with unit_of_work(request) as session:
-        # committed (a failure kept for throttling and audit) before the answer
-        result = await run_in_threadpool(
-            auth.end_login,
-            session,
-            settings=settings,
-            now=now,
-            attempt=attempt,
-            password_ok=password_ok,
-        )
+    # committed (a failure kept for throttling and audit) before the answer
+    result = await _in_unit_of_work(
+        request,
+        auth.end_login,
+        settings=settings,
+        now=now,
+        attempt=attempt,
+        password_ok=password_ok,
+    )
     if result.token is None:
         raise Unauthorized("wrong username or password", headers={"WWW-Authenticate": "Bearer"})
     return TokenOut(access_token=result.token, expires_in=result.expires_in)
