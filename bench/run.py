@@ -75,7 +75,10 @@ REUSE = os.environ.get("BENCH_REUSE") == "1"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 # wrk's full-speed runs alternate baseline, API, keyed API this many times, each run
 # BENCH_SECONDS / 2 long; the ratios are the medians of the rounds' own ratios.
-WRK_ROUNDS = int(os.environ.get("BENCH_WRK_ROUNDS", "3"))
+# Five since the nineteenth round (three before): one round's ratio ranged 0.49-0.70 within a
+# run, and the median of three moved with one round's luck. More rounds estimate the same
+# ratio with less scatter; they do not raise it.
+WRK_ROUNDS = int(os.environ.get("BENCH_WRK_ROUNDS", "5"))
 READS = int(os.environ.get("BENCH_READS", "100"))
 # Each report takes about half a second, so it is timed fewer times than the other reads; but
 # with 10 samples the p95 (nearest rank, bench.common.pct) is the slowest one. With 20 it is
