@@ -109,8 +109,10 @@ def end_login(
     """The last part of a sign-in, given whether the password matched the attempt's hash.
     A failure is recorded (and audited) but not raised: the caller commits it, then answers
     401 - identically for unknown users and bad passwords. The user is read again, so that
-    one deactivated, or whose password changed, since :func:`begin_login` is refused."""
-    user = session.get(User, attempt.user_id) if attempt.user_id is not None else None
+    one deactivated, or whose password changed, since :func:`begin_login` is refused. The
+    statement runs for an unknown username too (``id IS NULL``, no row), so that it costs
+    the same round trip either way."""
+    user = session.execute(select(User).where(User.id == attempt.user_id)).scalar_one_or_none()
     if (
         not password_ok
         or user is None

@@ -14,7 +14,7 @@ from api.routes import auth as auth_routes
 from models.api_client import ApiClient
 from models.audit import AuditEntry
 from services import security
-from tests.conftest import TEST_PASSWORD, assert_problem
+from tests.conftest import TEST_PASSWORD, assert_problem, listening
 from tests.platform.conftest import login
 
 
@@ -58,24 +58,31 @@ class _CountingHasher:
         return self.inner.hash(*args)
 
 
-def test_unknown_user_and_wrong_password_are_indistinguishable(client, factory, monkeypatch):
+def test_unknown_user_and_wrong_password_are_indistinguishable(
+    client, factory, monkeypatch, engine
+):
     user = factory.user("coordinator")
     counting = _CountingHasher(security._hasher)
     monkeypatch.setattr(security, "_hasher", counting)
+    statements: list[str] = []
 
     def attempt(username, password):
         before = counting.verified
+        statements.clear()
         started = time.perf_counter()
-        r = login(client, username, password)
-        return r, counting.verified - before, time.perf_counter() - started
+        with listening(engine, "before_cursor_execute", lambda *a: statements.append(a[2])):
+            r = login(client, username, password)
+        return r, counting.verified - before, time.perf_counter() - started, len(statements)
 
     # best of three each, so one scheduling hiccup on a busy machine cannot decide it
     wrongs = [attempt(user.username, "not the password") for _ in range(3)]
     unknowns = [attempt("nobody-at-all", "not the password") for _ in range(3)]
-    wrong, wrong_hashes, _ = wrongs[0]
-    unknown, unknown_hashes, _ = unknowns[0]
-    wrong_time = min(t for *_, t in wrongs)
-    unknown_time = min(t for *_, t in unknowns)
+    wrong, wrong_hashes, _, wrong_statements = wrongs[0]
+    unknown, unknown_hashes, _, unknown_statements = unknowns[0]
+    wrong_time = min(a[2] for a in wrongs)
+    unknown_time = min(a[2] for a in unknowns)
+    # the same statements, round trip for round trip (the user's read again for both)
+    assert wrong_statements == unknown_statements
     for r in (wrong, unknown):
         assert_problem(r, 401)
     assert wrong.json() == unknown.json()
