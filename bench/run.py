@@ -28,6 +28,7 @@ bench/results/explain/ and server logs in bench/results/logs/, not committed).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -1002,8 +1003,6 @@ SIGNIN_ROUNDS = 3
 async def _signin_bursts(base: str, burst: int, rounds: int, bearer: str) -> dict:
     """``rounds`` bursts of ``burst`` sign-ins at once, each while a reader asks for an
     incident page every 20 ms: how long the burst takes, and what it does to a read."""
-    import asyncio
-
     signins: list[float] = []
     reads: list[float] = []
     statuses: dict[str, int] = {}
@@ -1050,8 +1049,6 @@ def step_signins(big_url: str) -> dict:
     holding no database session or thread while a sign-in waits for its turn. Records the
     process's peak RSS (its VmHWM, start-up included) and a read's latency during the
     bursts. Compare with a larger ``NFOD_PASSWORD_HASH_SLOTS`` in the environment."""
-    import asyncio
-
     server = Server("api-signins", "api", big_url, API_PORT, LOGS)
     server.start()
     try:
